@@ -1,0 +1,28 @@
+"""ccasim: an executable model of the Arm Confidential Compute Architecture."""
+
+from .arch import (
+    ExternalAbort,
+    GptAddressSizeFault,
+    GptWalkFault,
+    GranuleProtectionCheckException,
+    GranuleProtectionFault,
+    PhysicalAddressSpace,
+    SecurityState,
+)
+from .config import ConfigError, PlatformConfig
+from .platform import Platform
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigError",
+    "ExternalAbort",
+    "GptAddressSizeFault",
+    "GptWalkFault",
+    "GranuleProtectionCheckException",
+    "GranuleProtectionFault",
+    "PhysicalAddressSpace",
+    "Platform",
+    "PlatformConfig",
+    "SecurityState",
+]

@@ -1,0 +1,1 @@
+"""Attestation tokens, verification and RIM prediction (not built yet: issue 5)."""

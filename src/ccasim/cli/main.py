@@ -1,0 +1,127 @@
+"""``ccasim`` command-line interface (typer + rich)."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..arch.gpt import Gpi
+from ..config import ConfigError, PlatformConfig
+from ..platform import Platform
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="ccasim: an executable model of the Arm Confidential Compute Architecture.",
+)
+
+_GPI_NAMES = {g.value: g.name for g in Gpi}
+
+
+@app.callback()
+def _root() -> None:
+    """ccasim: an executable model of the Arm Confidential Compute Architecture."""
+
+
+def _size(n: int) -> str:
+    for unit, div in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= div and n % div == 0:
+            return f"{n // div} {unit}"
+    return f"{n} B"
+
+
+def _parse_size(text: str) -> int:
+    text = text.strip().upper().replace("IB", "").replace("B", "")
+    mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    if text and text[-1] in mult:
+        return int(float(text[:-1]) * mult[text[-1]])
+    return int(text, 0)
+
+
+def platform_info(p: Platform, boot_seconds: float) -> dict[str, object]:
+    """A machine-readable description of a booted platform."""
+    gpt = p.monitor.gpt
+    regions = []
+    for region, counts in p.el3.gpt_summary():
+        regions.append({
+            "name": region.name,
+            "base": region.base,
+            "size": region.size,
+            "kind": region.kind.value,
+            "pas": region.pas.name,
+            "description": region.description,
+            "gpi_granules": {_GPI_NAMES.get(k, f"{k:#x}"): v for k, v in sorted(counts.items())},
+        })
+    g = gpt.geometry
+    return {
+        "boot_seconds": round(boot_seconds, 4),
+        "cpus": len(p.cpus),
+        "pa_bits": p.pa_bits,
+        "gpt": {
+            "GPCCR_EL3": p.el3.sysreg("GPCCR_EL3"),
+            "GPTBR_EL3": p.el3.sysreg("GPTBR_EL3"),
+            "pps_bits": g.t,
+            "l0gptsz_bits": g.s,
+            "granule_bits": g.p,
+            "l0_base": gpt.l0_base,
+            "l0_entries": g.l0_entries,
+            "l1_table_bytes": g.l1_table_size,
+        },
+        "rmm_boot_status": p.el3.rmm_boot_status,
+        "regions": regions,
+    }
+
+
+@app.command()
+def info(
+    dram: Annotated[str, typer.Option(help="Non-secure DRAM size, e.g. 2G or 1T")] = "2G",
+    cpus: Annotated[int, typer.Option(help="number of PEs")] = 4,
+    pa_bits: Annotated[int, typer.Option(help="physical address bits (PARange)")] = 48,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Cold-boot the platform and print its memory map and GPT summary."""
+    console = Console()
+    try:
+        config = PlatformConfig(dram_size=_parse_size(dram), cpus=cpus, pa_bits=pa_bits)
+    except (ConfigError, ValueError) as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(2) from None
+    start = time.perf_counter()
+    p = Platform(config)
+    elapsed = time.perf_counter() - start
+    data = platform_info(p, elapsed)
+    if as_json:
+        print(json.dumps(data, indent=2))
+        return
+    gpt = data["gpt"]
+    assert isinstance(gpt, dict)
+    console.print(
+        f"[bold]ccasim platform[/bold]: {len(p.cpus)} PEs, PA {p.pa_bits} bits, "
+        f"booted in {elapsed * 1000:.1f} ms, RMM boot status {data['rmm_boot_status']}"
+    )
+    console.print(
+        f"GPCCR_EL3 = {gpt['GPCCR_EL3']:#x}  GPTBR_EL3 = {gpt['GPTBR_EL3']:#x}  "
+        f"PPS {gpt['pps_bits']} bits, L0 entry covers {_size(1 << gpt['l0gptsz_bits'])}, "
+        f"L0 table at {gpt['l0_base']:#x} ({gpt['l0_entries']} entries)"
+    )
+    table = Table(title="Physical memory map")
+    for col in ("region", "base", "size", "kind", "boot PAS", "GPT now (granules)"):
+        table.add_column(col)
+    for r in data["regions"]:  # type: ignore[attr-defined]
+        counts = ", ".join(f"{k}: {v}" for k, v in r["gpi_granules"].items())
+        table.add_row(r["name"], f"{r['base']:#x}", _size(r["size"]), r["kind"], r["pas"],
+                      counts)
+    console.print(table)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

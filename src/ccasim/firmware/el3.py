@@ -1,0 +1,128 @@
+"""The EL3 monitor (Root world): cold boot, SMC dispatch, world switches.
+
+Standing in for TF-A BL31. Every SMC from any world arrives in :meth:`Monitor.handle_smc`
+(installed as the PEs' EL3 vector). The caller's security state is recovered the way BL31
+does it, from SCR_EL3.{NSE,NS} and the EL in SPSR_EL3. Services are chosen by function-ID
+range; an unknown FID returns SMC_UNKNOWN (-1) in x0 with x1..x7 untouched.
+
+Each PE has a saved register context per lower world (Non-secure, Secure, Realm). A world
+switch saves the live registers of the world being left, loads those of the world being
+entered, programs SCR_EL3 and ERETs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..arch.memory import MemoryMap
+from ..arch.pe import ProcessingElement
+from ..arch.security import SecurityState, scr_for, state_from_scr
+from ..config import PlatformConfig
+from . import smccc
+from .gpt_lib import GptLib
+
+# A service returns the caller's result registers (x0, x1, ...) or None when it has already
+# switched worlds and arranged the return itself.
+Results = tuple[int, ...] | None
+Handler = Callable[[ProcessingElement, SecurityState, int], Results]
+
+SPSR_EL2H = (2 << 2) | 1
+SPSR_EL1H = (1 << 2) | 1
+SCR_BASE = (1 << 10) | (1 << 8)  # RW (lower ELs AArch64), HCE
+
+
+class FirmwareError(RuntimeError):
+    """An internal inconsistency of modelled firmware (a model bug, never a guest input)."""
+
+
+@dataclass
+class WorldContext:
+    """The lower-EL register state EL3 keeps for one world on one PE."""
+
+    x: list[int] = field(default_factory=lambda: [0] * 31)
+    spsr: int = SPSR_EL2H
+
+
+@dataclass
+class Service:
+    name: str
+    matches: Callable[[int], bool]
+    handler: Handler
+
+
+class Monitor:
+    """EL3 firmware for the whole platform (one instance, running on whichever PE trapped)."""
+
+    def __init__(
+        self, config: PlatformConfig, memory_map: MemoryMap, pes: list[ProcessingElement]
+    ) -> None:
+        self.config = config
+        self.memory_map = memory_map
+        self.pes = pes
+        self.gpt = GptLib(config, memory_map)
+        self.contexts: dict[int, dict[SecurityState, WorldContext]] = {
+            pe.index: {
+                s: WorldContext()
+                for s in (SecurityState.NON_SECURE, SecurityState.SECURE, SecurityState.REALM)
+            }
+            for pe in pes
+        }
+        self.services: list[Service] = []
+        self.smc_count = 0
+        for pe in pes:
+            pe.smc_vector = self.handle_smc
+
+    def register(self, name: str, matches: Callable[[int], bool], handler: Handler) -> None:
+        self.services.append(Service(name, matches, handler))
+
+    # ------------------------------------------------------------------ SMC entry
+    def caller_state(self, pe: ProcessingElement) -> SecurityState:
+        return state_from_scr(pe.sysregs["SCR_EL3"], (pe.sysregs["SPSR_EL3"] >> 2) & 3)
+
+    def handle_smc(self, pe: ProcessingElement) -> None:
+        """The SMC exception vector: decode, dispatch, return (or switch worlds)."""
+        self.smc_count += 1
+        caller = self.caller_state(pe)
+        fid = smccc.normalise(pe.x[0])
+        for service in self.services:
+            if service.matches(fid):
+                results = service.handler(pe, caller, fid)
+                break
+        else:
+            results = (smccc.SMC_UNKNOWN,)
+        if results is not None:
+            self.return_to_caller(pe, results)
+
+    def return_to_caller(self, pe: ProcessingElement, results: tuple[int, ...]) -> None:
+        for i, value in enumerate(results):
+            pe.x[i] = value & smccc.MASK64
+        pe.eret()
+
+    # ------------------------------------------------------------------ world switch
+    def save_world(self, pe: ProcessingElement, state: SecurityState) -> None:
+        ctx = self.contexts[pe.index][state]
+        ctx.x = list(pe.x)
+        ctx.spsr = pe.sysregs["SPSR_EL3"]
+
+    def restore_world(self, pe: ProcessingElement, state: SecurityState) -> None:
+        """Load ``state``'s saved context and program SCR_EL3 for it (still at EL3)."""
+        ctx = self.contexts[pe.index][state]
+        pe.x = list(ctx.x)
+        pe.sysregs["SPSR_EL3"] = ctx.spsr
+        pe.write_sysreg("SCR_EL3", SCR_BASE | scr_for(state))
+
+    def enter_lower(
+        self, pe: ProcessingElement, state: SecurityState, el: int, regs: list[int] | None = None
+    ) -> None:
+        """Prepare an ERET into ``state`` at ``el`` with fresh x0..x7 = ``regs``."""
+        ctx = self.contexts[pe.index][state]
+        ctx.spsr = (el << 2) | 1
+        if regs is not None:
+            ctx.x = [*(r & smccc.MASK64 for r in regs), *ctx.x[len(regs) :]]
+        self.restore_world(pe, state)
+        pe.eret()
+
+    def exit_to_normal_world(self, pe: ProcessingElement) -> None:
+        """End of cold boot on ``pe``: ERET to the Non-secure world at EL2 (BL33)."""
+        self.enter_lower(pe, SecurityState.NON_SECURE, 2)

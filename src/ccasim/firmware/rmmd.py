@@ -1,0 +1,140 @@
+"""The RMM dispatcher at EL3 (TF-A ``rmmd``): RMM boot, RMI forwarding, RMM->EL3 calls.
+
+* Cold boot: EL3 writes the boot manifest into the RMM-EL3 shared buffer (last 4 KB of the
+  RMM carve-out, Realm PAS), enters the RMM at R-EL2 with x0 = CPU id, x1 = interface
+  version, x2 = number of CPUs, x3 = shared buffer PA, and waits for RMM_BOOT_COMPLETE.
+  Warm boot enters with x0 = CPU id only (rmm-abi §12.1).
+* RMI (host -> RMM): from the Non-secure world only; x0..x7 are forwarded verbatim to the
+  RMM at R-EL2. The RMM answers with RMM_RMI_REQ_COMPLETE, whose x1..x8 become the host's
+  x0..x7 (rmm-abi §2.1). If the RMM failed to boot, RMI returns SMC_UNKNOWN.
+* RMM -> EL3 (0xC400018F, 0xC40001B0..0xC40001CF): from the Realm world only.
+  RMM_GTSI_DELEGATE / UNDELEGATE move one granule NS <-> Realm (rmm-abi §12.4).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from ..arch.gpt import Gpi
+from ..arch.memory import GRANULE_SIZE
+from ..arch.pe import ProcessingElement
+from ..arch.security import PhysicalAddressSpace as Pas
+from ..arch.security import SecurityState
+from . import boot_manifest, smccc
+from .el3 import FirmwareError, Monitor, Results
+from .errors import ERmm, ERmmBoot, gpt_errno_to_rmm
+
+RMM_EL3_IFC_VERSION = (0 << 16) | 3  # interface 0.3 (TF-RMM rmm-spec-v1.0-rel0)
+
+
+class RealmManagementMonitor(Protocol):
+    """What EL3 needs from the RMM image: its three entry points at R-EL2."""
+
+    def cold_boot(self, pe: ProcessingElement) -> None: ...
+
+    def warm_boot(self, pe: ProcessingElement) -> None: ...
+
+    def handle_rmi(self, pe: ProcessingElement) -> None: ...
+
+
+class Rmmd:
+    def __init__(self, monitor: Monitor, rmm: RealmManagementMonitor) -> None:
+        self.monitor = monitor
+        self.rmm = rmm
+        region = monitor.memory_map["rmm"]
+        self.shared_buffer = region.end - GRANULE_SIZE
+        self.boot_status: dict[int, int] = {}
+        self._boot_result: int | None = None
+        self._in_rmi: dict[int, bool] = {}
+        monitor.register("rmi", smccc.is_rmi, self.forward_rmi)
+        monitor.register("rmm-el3", smccc.is_rmm_el3, self.rmm_el3_call)
+
+    @property
+    def rmm_ready(self) -> bool:
+        return bool(self.boot_status) and all(v == 0 for v in self.boot_status.values())
+
+    # ------------------------------------------------------------------ boot
+    def write_manifest(self, pe: ProcessingElement) -> None:
+        dram = self.monitor.memory_map["ns_dram"]
+        uart = self.monitor.memory_map["uart0"]
+        image = boot_manifest.build(
+            self.shared_buffer,
+            banks=[(dram.base, dram.size)],
+            consoles=[boot_manifest.Console(base=uart.base)],
+        )
+        pe.write(self.shared_buffer, image, Pas.REALM)
+
+    def boot(self, pe: ProcessingElement, cold: bool) -> int:
+        """Enter the RMM's boot entry on ``pe`` (at EL3) and return its boot status."""
+        self._boot_result = None
+        if cold:
+            regs = [pe.index, RMM_EL3_IFC_VERSION, len(self.monitor.pes), self.shared_buffer]
+            self.monitor.enter_lower(pe, SecurityState.REALM, 2, regs)
+            self.rmm.cold_boot(pe)
+        else:
+            self.monitor.enter_lower(pe, SecurityState.REALM, 2, [pe.index])
+            self.rmm.warm_boot(pe)
+        if self._boot_result is None or pe.el != 3:
+            raise FirmwareError("the RMM returned without RMM_BOOT_COMPLETE")
+        self.boot_status[pe.index] = self._boot_result
+        return self._boot_result
+
+    # ------------------------------------------------------------------ RMI
+    def forward_rmi(self, pe: ProcessingElement, caller: SecurityState, fid: int) -> Results:
+        if caller is not SecurityState.NON_SECURE or not self.rmm_ready:
+            return (smccc.SMC_UNKNOWN,)
+        if self._in_rmi.get(pe.index):
+            raise FirmwareError("nested RMI call on one PE")
+        monitor = self.monitor
+        args = list(pe.x[:8])
+        monitor.save_world(pe, SecurityState.NON_SECURE)
+        self._in_rmi[pe.index] = True
+        try:
+            monitor.enter_lower(pe, SecurityState.REALM, 2, args)
+            self.rmm.handle_rmi(pe)
+        except BaseException:
+            # A modelled-firmware bug: put the PE back in the Normal world before reporting.
+            if self._in_rmi.get(pe.index):
+                self._in_rmi[pe.index] = False
+                pe.set_el(3)
+                monitor.restore_world(pe, SecurityState.NON_SECURE)
+                pe.eret()
+            raise
+        if self._in_rmi.get(pe.index):
+            self._in_rmi[pe.index] = False
+            raise FirmwareError("the RMM returned without RMM_RMI_REQ_COMPLETE")
+        return None
+
+    def _req_complete(self, pe: ProcessingElement) -> Results:
+        if not self._in_rmi.get(pe.index):
+            return (smccc.SMC_UNKNOWN,)
+        results = list(pe.x[1:9])
+        monitor = self.monitor
+        monitor.save_world(pe, SecurityState.REALM)
+        monitor.restore_world(pe, SecurityState.NON_SECURE)
+        self._in_rmi[pe.index] = False
+        monitor.return_to_caller(pe, tuple(results))
+        return None
+
+    # ------------------------------------------------------------------ RMM -> EL3
+    def rmm_el3_call(self, pe: ProcessingElement, caller: SecurityState, fid: int) -> Results:
+        if caller is not SecurityState.REALM:
+            return (smccc.SMC_UNKNOWN,)
+        if fid == smccc.RMM_RMI_REQ_COMPLETE:
+            return self._req_complete(pe)
+        if fid == smccc.RMM_BOOT_COMPLETE:
+            self._boot_result = smccc.to_signed(pe.x[1])
+            self.monitor.save_world(pe, SecurityState.REALM)
+            return None  # stay at EL3: the boot flow resumes in :meth:`boot`
+        if fid == smccc.RMM_GTSI_DELEGATE:
+            return (smccc.to_u64(self.gtsi(pe, caller, pe.x[1], Gpi.REALM)),)
+        if fid == smccc.RMM_GTSI_UNDELEGATE:
+            return (smccc.to_u64(self.gtsi(pe, caller, pe.x[1], Gpi.NON_SECURE)),)
+        return (smccc.SMC_UNKNOWN,)
+
+    def gtsi(self, pe: ProcessingElement, caller: SecurityState, pa: int, target: int) -> int:
+        """One-granule GTSI transition; E_RMM_OK, BAD_ADDR or BAD_PAS."""
+        return int(gpt_errno_to_rmm(self.monitor.gpt.transition(pe, caller, pa, target)))
+
+
+__all__ = ["RMM_EL3_IFC_VERSION", "ERmm", "ERmmBoot", "Rmmd"]

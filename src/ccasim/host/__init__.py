@@ -1,0 +1,1 @@
+"""The Normal-world hypervisor and VMM built on the RMI (not built yet: issue 6)."""
