@@ -22,6 +22,7 @@ ROOT_BASE = 0x2000_0000
 NS_DRAM_BASE = 0x8000_0000
 
 EL3_DATA_SIZE = 1 * MiB  # monitor data at the start of the Root region (contexts, stacks)
+RMM_PRIVATE_BASE = 1 * MiB  # offset of the RMM's granule-tracking array in its carve-out
 
 
 class ConfigError(ValueError):
@@ -77,8 +78,15 @@ class PlatformConfig:
         return SECURE_DRAM_BASE
 
     @property
+    def rmm_region_size(self) -> int:
+        """The RMM carve-out: at least ``rmm_size``, and large enough for the RMM's image,
+        its granule-tracking array (2 bytes per tracked 4 KB granule) and the shared buffer."""
+        needed = RMM_PRIVATE_BASE + self.dram_size // GRANULE_SIZE * 2 + GRANULE_SIZE
+        return max(self.rmm_size, _align_up(needed, 2 * MiB))
+
+    @property
     def rmm_base(self) -> int:
-        return NS_DRAM_BASE - self.rmm_size
+        return NS_DRAM_BASE - self.rmm_region_size
 
     @property
     def memory_top(self) -> int:
@@ -146,7 +154,7 @@ class PlatformConfig:
                 Region(
                     "rmm",
                     self.rmm_base,
-                    self.rmm_size,
+                    self.rmm_region_size,
                     RegionKind.DRAM,
                     Pas.REALM,
                     "RMM image, data and the RMM-EL3 shared buffer",

@@ -17,12 +17,13 @@ from .arch.memory import PhysicalMemory, Region
 from .arch.pe import MASK64, ProcessingElement
 from .arch.pl011 import Pl011
 from .arch.security import PhysicalAddressSpace, SecurityState, scr_for
-from .config import PlatformConfig
+from .config import RMM_PRIVATE_BASE, PlatformConfig
 from .firmware.el3 import SCR_BASE, FirmwareError, Monitor
 from .firmware.firme import FirmeService
 from .firmware.psci import Psci
 from .firmware.rmmd import Rmmd
 from .rmm import Rmm
+from .rmm.features import RmmFeatures
 
 _DEFAULT_EL = {
     SecurityState.NON_SECURE: 2,
@@ -164,7 +165,20 @@ class Platform:
                 )
             )
         self.monitor = Monitor(self.config, self.memory_map, self.pes)
-        self.rmm = Rmm()
+        self.rmm = Rmm(
+            RmmFeatures(
+                pa_bits=self.config.pa_bits,
+                num_bps=self.config.num_bps,
+                num_wps=self.config.num_wps,
+                pmu_counters=self.config.pmu_counters,
+                sve_vl=self.config.sve_vl,
+                hash_sha256="sha256" in self.config.hash_algorithms,
+                hash_sha512="sha512" in self.config.hash_algorithms,
+                vmid_bits=self.config.vmid_bits,
+            ),
+            self.memory.buffer("rmm"),
+            RMM_PRIVATE_BASE,
+        )
         self.rmmd = Rmmd(self.monitor, self.rmm)
         self.psci = Psci(self.monitor)
         self.firme = FirmeService(self.monitor)

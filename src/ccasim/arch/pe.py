@@ -179,6 +179,18 @@ class ProcessingElement:
             raise
         self.memory.write(pa, data, target, state)
 
+    def zero(self, pa: int, size: int, pas: PhysicalAddressSpace | None = None) -> None:
+        """Zero DRAM with ordinary stores (checked by the GPC); whole host pages are dropped
+        rather than written, so scrubbing costs no memory."""
+        target = self._pas(pas)
+        state = self.security_state
+        try:
+            self.gpc.check(pa, size, target, state, AccessKind.WRITE)
+        except GranuleProtectionCheckException as fault:
+            self._record_fault(fault)
+            raise
+        self.memory.zero(pa, size)
+
     def read_u64(self, pa: int, pas: PhysicalAddressSpace | None = None) -> int:
         return int.from_bytes(self.read(pa, 8, pas), "little")
 

@@ -3,21 +3,47 @@
 Entered by EL3 only: at cold boot, at warm boot, and for each RMI call forwarded from the
 host. It leaves by the SMCs the RMM-EL3 interface defines (RMM_BOOT_COMPLETE,
 RMM_RMI_REQ_COMPLETE); those are its last action on every entry.
+
+State it owns: the granule tracker (in its own carve-out), the set of VMIDs in use, and the
+objects (RDs, RECs, RTTs) that live in delegated granules.
 """
 
 from __future__ import annotations
+
+import mmap
+from collections.abc import Callable
 
 from ..arch.pe import ProcessingElement
 from ..firmware import smccc
 from ..firmware.errors import ERmmBoot
 from .boot import BootError, BootInfo, read_manifest, validate_boot_args
+from .errors import RmiError
+from .features import RmmFeatures
+from .granules import GranuleTracker
+from .objects import Realm, Rec
+from .recrun import REC_EXIT, RecExitReason
 from .rmi import dispatch
+
+# A REC runner: (pe, realm, rec, rec_enter values) -> rec_exit values. The realm-execution
+# layer installs one; without it a REC exits at once with RMI_EXIT_IRQ.
+StructValues = dict[str, int | bytes]
+RecRunner = Callable[[ProcessingElement, Realm, Rec, StructValues], StructValues]
 
 
 class Rmm:
-    def __init__(self) -> None:
+    def __init__(
+        self, features: RmmFeatures, private_memory: mmap.mmap, tracker_offset: int
+    ) -> None:
+        self.features = features
+        self._private = private_memory
+        self._tracker_offset = tracker_offset
         self.boot_info: BootInfo | None = None
         self.booted_cpus: set[int] = set()
+        self.tracker: GranuleTracker = None  # type: ignore[assignment]  # set at cold boot
+        self.vmids: set[int] = set()
+        self.last_error: RmiError | None = None
+        self.runner: RecRunner | None = None
+        self.stage2_listeners: list[Callable[[int, int, int], None]] = []
 
     # ------------------------------------------------------------------ EL3 -> RMM
     def cold_boot(self, pe: ProcessingElement) -> None:
@@ -26,7 +52,11 @@ class Rmm:
         try:
             validate_boot_args(cpu_id, version, num_cpus, shared)
             info = read_manifest(pe, shared)
+            needed = self._tracker_offset + 2 * sum(size >> 12 for _, size in info.dram_banks)
+            if needed > len(self._private):
+                raise BootError(ERmmBoot.MANIFEST_DATA_ERROR, "too much DRAM to track")
             self.boot_info = BootInfo(num_cpus, version, info.dram_banks, info.console_base)
+            self.tracker = GranuleTracker(self._private, self._tracker_offset, info.dram_banks)
             self.booted_cpus.add(cpu_id)
         except BootError as err:
             status = err.status
@@ -46,6 +76,32 @@ class Rmm:
     def handle_rmi(self, pe: ProcessingElement) -> None:
         results = dispatch(self, pe, pe.x[0], pe.x[1:8])
         self._el3_call(pe, smccc.RMM_RMI_REQ_COMPLETE, *results, *([0] * (8 - len(results))))
+
+    # ------------------------------------------------------------------ REC execution
+    def run_rec(
+        self, pe: ProcessingElement, realm: Realm, rec: Rec, enter: dict[str, int | bytes]
+    ) -> dict[str, int | bytes]:
+        """Run ``rec`` until an exit for the host; returns the RmiRecExit values."""
+        if self.runner is not None:
+            return self.runner(pe, realm, rec, enter)
+        # No execution engine: the REC takes a physical IRQ before its first instruction.
+        rec["last_esr"] = 0
+        rec["last_far"] = 0
+        rec["last_hpfar"] = 0
+        rec.store(pe)
+        values: dict[str, int | bytes] = {name: 0 for name in REC_EXIT.fields}
+        values["gprs"] = bytes(31 * 8)
+        values["gicv3_lrs"] = rec.values["gicv3_lrs"]
+        values["gicv3_hcr"] = rec["gicv3_hcr"]
+        values["exit_reason"] = RecExitReason.IRQ
+        return values
+
+    def stage2_changed(self, vmid: int, ipa: int, size: int) -> None:
+        """The RMM's TLBI for stage 2 (TLBI IPAS2E1IS / VMALLS12E1IS): notify every cache
+        of realm translations (the execution engine) that [ipa, ipa+size) of ``vmid``
+        changed."""
+        for listener in self.stage2_listeners:
+            listener(vmid, ipa, size)
 
     # ------------------------------------------------------------------ RMM -> EL3
     def el3_call(self, pe: ProcessingElement, fid: int, *args: int) -> int:

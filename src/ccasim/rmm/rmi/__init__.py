@@ -1,7 +1,10 @@
 """The RMI: one dispatch table from function ID to handler (rmm-abi §2, §6).
 
-Command groups register their handlers in :data:`RMI_TABLE`. A FID in the RMI range with no
-handler returns SMC_UNKNOWN.
+Command modules register their handlers in :data:`RMI_TABLE` with
+:func:`ccasim.rmm.rmi.common.command`. A FID in the RMI range with no handler returns
+SMC_UNKNOWN. :class:`~ccasim.rmm.errors.RmiError` is converted to registers here and only
+here: ``x0 = (index << 8) | status``, followed by the outputs the command defines for that
+failure.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ...firmware import smccc
+from ..errors import RmiError
 
 if TYPE_CHECKING:
     from ...arch.pe import ProcessingElement
@@ -29,12 +33,34 @@ class RmiCommand:
 
 
 RMI_TABLE: dict[int, RmiCommand] = {}
+RESULT_REGS = 5  # REL0: x0..x4
 
 
 def dispatch(rmm: Rmm, pe: ProcessingElement, fid: int, args: Sequence[int]) -> tuple[int, ...]:
-    """Decode and run one RMI call; returns the result registers x0..x4 (REL0: five)."""
+    """Decode and run one RMI call; returns the result registers x0..x4."""
     command = RMI_TABLE.get(smccc.normalise(fid))
     if command is None:
-        return (smccc.SMC_UNKNOWN, 0, 0, 0, 0)
-    results = command.handler(rmm, pe, args[: command.args])
-    return (*results, *([0] * (5 - len(results))))
+        return (smccc.SMC_UNKNOWN,) + (0,) * (RESULT_REGS - 1)
+    try:
+        results = tuple(command.handler(rmm, pe, list(args[: command.args])))
+        rmm.last_error = None
+    except RmiError as err:
+        rmm.last_error = err
+        results = (err.code, *err.outputs)
+    return results + (0,) * (RESULT_REGS - len(results))
+
+
+# Register the command groups (import order does not matter).
+from . import data, granule, realm, rec, rtt, system  # noqa: E402
+
+__all__ = [
+    "RMI_TABLE",
+    "RmiCommand",
+    "data",
+    "dispatch",
+    "granule",
+    "realm",
+    "rec",
+    "rtt",
+    "system",
+]

@@ -1,0 +1,241 @@
+"""The RMM's objects in their granules: the Realm Descriptor and the REC.
+
+These layouts are the RMM's private choice (the spec defines the host-visible parameter
+structures, not the RMM's internal objects); they are declared once here. The host never
+sees them: RD and REC granules are in the Realm PAS and a Non-secure read faults.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from ..arch.pe import ProcessingElement
+from ..arch.security import PhysicalAddressSpace as Pas
+from ..layout import Field, Layout
+from .measurement import MEASUREMENT_SLOTS, SLOT_SIZE, HashAlgorithm
+from .s2tt import RttGeometry
+
+
+class RealmState(enum.IntEnum):
+    NEW = 0
+    ACTIVE = 1
+    SYSTEM_OFF = 2
+
+
+NUM_REC_AUX = 16
+
+RD_LAYOUT = Layout(
+    "RealmDescriptor",
+    4096,
+    [
+        Field("state", 0x000, 8),
+        Field("rec_count", 0x008, 8),
+        Field("num_rec_aux", 0x010, 8),
+        Field("hash_algo", 0x018, 8),
+        Field("s2sz", 0x020, 8),
+        Field("rtt_base", 0x028, 8),
+        Field("rtt_level_start", 0x030, 8),
+        Field("rtt_num_start", 0x038, 8),
+        Field("vmid", 0x040, 8),
+        Field("flags", 0x048, 8),
+        Field("sve_vl", 0x050, 8),
+        Field("num_bps", 0x058, 8),
+        Field("num_wps", 0x060, 8),
+        Field("pmu_num_ctrs", 0x068, 8),
+        Field("rpv", 0x100, 64, raw=True),
+        Field("measurements", 0x200, MEASUREMENT_SLOTS * SLOT_SIZE, raw=True),
+    ],
+)
+
+
+@dataclass
+class Realm:
+    """A Realm Descriptor loaded from (and stored back into) its RD granule."""
+
+    pa: int
+    state: RealmState
+    rec_count: int
+    num_rec_aux: int
+    hash_algo: HashAlgorithm
+    s2sz: int
+    rtt_base: int
+    rtt_level_start: int
+    rtt_num_start: int
+    vmid: int
+    flags: int
+    sve_vl: int
+    num_bps: int
+    num_wps: int
+    pmu_num_ctrs: int
+    rpv: bytes
+    measurements: list[bytes] = field(default_factory=list)
+
+    @property
+    def geometry(self) -> RttGeometry:
+        return RttGeometry(self.s2sz, self.rtt_level_start, self.rtt_num_start, self.rtt_base)
+
+    @property
+    def rim(self) -> bytes:
+        return self.measurements[0][: self.hash_algo.digest_size]
+
+    @rim.setter
+    def rim(self, value: bytes) -> None:
+        self.measurements[0] = value.ljust(SLOT_SIZE, b"\0")
+
+    @classmethod
+    def load(cls, pe: ProcessingElement, pa: int) -> Realm:
+        v = RD_LAYOUT.unpack(pe.read(pa, 0x340, Pas.REALM).ljust(4096, b"\0"))
+        meas = bytes(v["measurements"])
+        sl = int(v["rtt_level_start"])
+        return cls(
+            pa=pa,
+            state=RealmState(int(v["state"])),
+            rec_count=int(v["rec_count"]),
+            num_rec_aux=int(v["num_rec_aux"]),
+            hash_algo=HashAlgorithm(int(v["hash_algo"])),
+            s2sz=int(v["s2sz"]),
+            rtt_base=int(v["rtt_base"]),
+            rtt_level_start=sl - (1 << 64) if sl >> 63 else sl,
+            rtt_num_start=int(v["rtt_num_start"]),
+            vmid=int(v["vmid"]),
+            flags=int(v["flags"]),
+            sve_vl=int(v["sve_vl"]),
+            num_bps=int(v["num_bps"]),
+            num_wps=int(v["num_wps"]),
+            pmu_num_ctrs=int(v["pmu_num_ctrs"]),
+            rpv=bytes(v["rpv"]),
+            measurements=[
+                meas[i * SLOT_SIZE : (i + 1) * SLOT_SIZE] for i in range(MEASUREMENT_SLOTS)
+            ],
+        )
+
+    def store(self, pe: ProcessingElement) -> None:
+        image = RD_LAYOUT.pack(
+            {
+                "state": self.state,
+                "rec_count": self.rec_count,
+                "num_rec_aux": self.num_rec_aux,
+                "hash_algo": self.hash_algo,
+                "s2sz": self.s2sz,
+                "rtt_base": self.rtt_base,
+                "rtt_level_start": self.rtt_level_start,
+                "rtt_num_start": self.rtt_num_start,
+                "vmid": self.vmid,
+                "flags": self.flags,
+                "sve_vl": self.sve_vl,
+                "num_bps": self.num_bps,
+                "num_wps": self.num_wps,
+                "pmu_num_ctrs": self.pmu_num_ctrs,
+                "rpv": self.rpv,
+                "measurements": b"".join(self.measurements),
+            }
+        )
+        pe.write(self.pa, image[:0x340], Pas.REALM)
+
+
+# REC flag bits (RMM-private)
+REC_RUNNABLE = 1 << 0
+REC_PSCI_PENDING = 1 << 1
+REC_HOST_CALL_PENDING = 1 << 2
+
+REC_LAYOUT = Layout(
+    "Rec",
+    4096,
+    [
+        Field("owner", 0x000, 8),
+        Field("rec_idx", 0x008, 8),
+        Field("mpidr", 0x010, 8),
+        Field("flags", 0x018, 8),
+        Field("pc", 0x020, 8),
+        Field("pstate", 0x028, 8),
+        Field("gprs", 0x100, 31 * 8, raw=True),
+        Field("set_ripas_base", 0x200, 8),
+        Field("set_ripas_top", 0x208, 8),
+        Field("set_ripas_addr", 0x210, 8),
+        Field("set_ripas_value", 0x218, 8),
+        Field("set_ripas_change_destroyed", 0x220, 8),
+        Field("set_ripas_response", 0x228, 8),
+        Field("last_esr", 0x240, 8),
+        Field("last_far", 0x248, 8),
+        Field("last_hpfar", 0x250, 8),
+        Field("psci_fid", 0x260, 8),
+        Field("psci_target_mpidr", 0x268, 8),
+        Field("gicv3_hcr", 0x300, 8),
+        Field("gicv3_lrs", 0x308, 16 * 8, raw=True),
+        Field("sysregs", 0x400, 0x400, raw=True),
+        Field("num_aux", 0x800, 8),
+        Field("aux", 0x808, NUM_REC_AUX * 8, raw=True),
+    ],
+)
+
+PSTATE_EL1H_DAIF = 0x3C5  # EL1h, D, A, I, F masked
+
+
+@dataclass
+class Rec:
+    """A REC loaded from its granule. ``gprs`` are the REC's x0..x30."""
+
+    pa: int
+    owner: int
+    rec_idx: int
+    mpidr: int
+    flags: int
+    pc: int
+    pstate: int
+    gprs: list[int]
+    values: dict[str, int | bytes]
+
+    @property
+    def runnable(self) -> bool:
+        return bool(self.flags & REC_RUNNABLE)
+
+    @property
+    def psci_pending(self) -> bool:
+        return bool(self.flags & REC_PSCI_PENDING)
+
+    def __getitem__(self, name: str) -> int:
+        value = self.values[name]
+        assert isinstance(value, int)
+        return value
+
+    def __setitem__(self, name: str, value: int | bytes) -> None:
+        self.values[name] = value
+
+    @property
+    def aux(self) -> list[int]:
+        raw = self.values["aux"]
+        assert isinstance(raw, bytes)
+        n = self["num_aux"]
+        return [int.from_bytes(raw[8 * i : 8 * i + 8], "little") for i in range(n)]
+
+    @classmethod
+    def load(cls, pe: ProcessingElement, pa: int) -> Rec:
+        v = REC_LAYOUT.unpack(pe.read(pa, 4096, Pas.REALM))
+        raw = v["gprs"]
+        assert isinstance(raw, bytes)
+        gprs = [int.from_bytes(raw[8 * i : 8 * i + 8], "little") for i in range(31)]
+        return cls(
+            pa,
+            int(v["owner"]),
+            int(v["rec_idx"]),
+            int(v["mpidr"]),
+            int(v["flags"]),
+            int(v["pc"]),
+            int(v["pstate"]),
+            gprs,
+            v,
+        )
+
+    def store(self, pe: ProcessingElement) -> None:
+        values = dict(self.values)
+        values.update(
+            owner=self.owner,
+            rec_idx=self.rec_idx,
+            mpidr=self.mpidr,
+            flags=self.flags,
+            pc=self.pc,
+            pstate=self.pstate,
+            gprs=b"".join(g.to_bytes(8, "little") for g in self.gprs),
+        )
+        pe.write(self.pa, REC_LAYOUT.pack(values), Pas.REALM)
