@@ -12,8 +12,10 @@ Modelled on the behaviour of TF-A's ``lib/gpt_rme`` (rme-hardware §6), restated
 One deliberate difference from TF-A: TF-A decides at build time which regions are mapped by
 level-0 block descriptors (never transitionable) and which by level-1 tables. Here a
 Non-secure DRAM region that fills a whole level-0 region starts as an L0 block and is turned
-into an L1 table (same GPI everywhere, so no cached information changes) by the first
-transition that needs it. Boot stays O(memory map), not O(DRAM), and a 1 TiB platform needs
+into an L1 table (same GPI everywhere) by the first transition that needs it; like a
+shatter, the conversion ends with a TLBI over the whole L0 region, so no PE keeps GPT
+information cached from the block (real PEs cache the block as one entry, which the
+granule's own TLBI would drop; the model caches per granule). Boot stays O(memory map), not O(DRAM), and a 1 TiB platform needs
 L1 memory only where granules actually move. L1 tables are never fused back.
 """
 
@@ -241,6 +243,11 @@ class GptLib:
             self._fill_l1(pe, l1, l0.gpi)
             pe.dsb("OSHST")
             pe.write_u64(l0_pa, L0Table(l1).encode(), Pas.ROOT)
+            pe.dsb("OSHST")
+            # As after a shatter: drop GPT information cached from the block, so later
+            # lookups (and GPF levels) come from the new L1 table.
+            region = pa & ~(g.l0_region_size - 1)
+            pe.tlbi_rpalos(rpa_operand(region, g.l0_region_size))
             pe.dsb("OSH")
         else:
             l1 = l0.l1_base

@@ -244,9 +244,9 @@ class RealmBuilder:
                 vmid=vmid,
                 hash_algo=hash_algo,
                 rtt_level_start=sl,
-                **extra,
+                **extra,  # type: ignore[arg-type]
             )
-        )  # type: ignore[arg-type]
+        )
         r = self.c.call("REALM_CREATE", rd, params)
         if not r.ok:
             raise RuntimeError(f"REALM_CREATE: {r[0]:#x}")
