@@ -8,8 +8,10 @@ declaration; no code elsewhere uses raw offsets. Widths are in bytes; integer fi
 from __future__ import annotations
 
 import itertools
+import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import ClassVar
 
 
 @dataclass(frozen=True)
@@ -25,7 +27,13 @@ class Field:
 
 
 class Layout:
-    """An ordered set of non-overlapping fields inside a structure of ``size`` bytes."""
+    """An ordered set of non-overlapping fields inside a structure of ``size`` bytes.
+
+    The declaration is compiled once into a :class:`struct.Struct`, so packing and
+    unpacking a structure is a single C call.
+    """
+
+    _CODES: ClassVar[dict[int, str]] = {1: "B", 2: "H", 4: "I", 8: "Q"}
 
     def __init__(self, name: str, size: int, fields: list[Field]) -> None:
         ordered = sorted(fields, key=lambda f: f.offset)
@@ -40,6 +48,19 @@ class Layout:
         self.name = name
         self.size = size
         self.fields = {f.name: f for f in ordered}
+        fmt = "<"
+        pos = 0
+        for f in ordered:
+            if f.offset > pos:
+                fmt += f"{f.offset - pos}x"
+            fmt += f"{f.width}s" if f.raw else self._CODES[f.width]
+            pos = f.end
+        if size > pos:
+            fmt += f"{size - pos}x"
+        self._struct = struct.Struct(fmt)
+        self._names = [f.name for f in ordered]
+        self._defaults: dict[str, int | bytes] = {f.name: (b"" if f.raw else 0) for f in ordered}
+        self._masks = {f.name: (1 << (8 * f.width)) - 1 for f in ordered if not f.raw}
 
     def __getitem__(self, name: str) -> Field:
         return self.fields[name]
@@ -50,26 +71,28 @@ class Layout:
     def unpack(self, data: bytes) -> dict[str, int | bytes]:
         if len(data) < self.size:
             raise ValueError(f"{self.name}: need {self.size} bytes, got {len(data)}")
-        out: dict[str, int | bytes] = {}
-        for f in self.fields.values():
-            chunk = data[f.offset : f.end]
-            out[f.name] = bytes(chunk) if f.raw else int.from_bytes(chunk, "little")
-        return out
+        return dict(zip(self._names, self._struct.unpack_from(data), strict=True))
 
     def unpack_int(self, data: bytes, name: str) -> int:
         f = self.fields[name]
         return int.from_bytes(data[f.offset : f.end], "little")
 
     def pack(self, values: Mapping[str, int | bytes]) -> bytes:
-        buf = bytearray(self.size)
+        merged = dict(self._defaults)
         for name, value in values.items():
-            f = self.fields[name]
+            if name not in merged:
+                raise KeyError(f"{self.name} has no field {name}")
             if isinstance(value, bytes | bytearray):
-                if len(value) > f.width:
-                    raise ValueError(f"{self.name}.{name}: {len(value)} bytes > {f.width}")
-                buf[f.offset : f.offset + len(value)] = value
+                if len(value) > self.fields[name].width:
+                    raise ValueError(
+                        f"{self.name}.{name}: {len(value)} bytes > {self.fields[name].width}"
+                    )
+                merged[name] = bytes(value)
             else:
-                buf[f.offset : f.end] = (value & ((1 << (8 * f.width)) - 1)).to_bytes(
-                    f.width, "little"
-                )
-        return bytes(buf)
+                merged[name] = value & self._masks[name]
+        return self._struct.pack(*(merged[n] for n in self._names))
+
+    def pack_values(self, *values: int | bytes) -> bytes:
+        """Pack values given in declaration (offset) order, without checks; for hot paths
+        whose callers already hold in-range values."""
+        return self._struct.pack(*values)

@@ -70,20 +70,35 @@ class WorldPort:
         """Like an SMC instruction: x0 = fid, x1.. = args; returns x0..x7 after return."""
         if len(args) > 17:
             raise ValueError("SMCCC passes at most 17 arguments (x1..x17)")
+        pe = self.pe
+        if pe.el == self.el and pe.security_state is self.state:
+            return self._smc(pe, fid, args)
         with self._running() as pe:
-            pe.x[0] = fid & MASK64
-            for i, value in enumerate(args, start=1):
-                pe.x[i] = value & MASK64
-            pe.smc()
-            return tuple(pe.x[:8])
+            return self._smc(pe, fid, args)
+
+    @staticmethod
+    def _smc(pe: ProcessingElement, fid: int, args: tuple[int, ...]) -> tuple[int, ...]:
+        x = pe.x
+        x[0] = fid & MASK64
+        for i, value in enumerate(args, start=1):
+            x[i] = value & MASK64
+        pe.smc()
+        return tuple(pe.x[:8])
 
     def read(self, pa: int, size: int, pas: PhysicalAddressSpace | None = None) -> bytes:
         """A load in this world; raises GranuleProtectionFault when the GPC says no."""
+        pe = self.pe
+        if pe.el == self.el and pe.security_state is self.state:
+            return pe.read(pa, size, pas)
         with self._running() as pe:
             return pe.read(pa, size, pas)
 
     def write(self, pa: int, data: bytes, pas: PhysicalAddressSpace | None = None) -> None:
         """A store in this world; raises GranuleProtectionFault when the GPC says no."""
+        pe = self.pe
+        if pe.el == self.el and pe.security_state is self.state:
+            pe.write(pa, bytes(data), pas)
+            return
         with self._running() as pe:
             pe.write(pa, bytes(data), pas)
 

@@ -99,6 +99,12 @@ class GranuleProtectionChecker:
         first = pa >> shift
         last = (pa + size - 1) >> shift
         cache = self._cache
+        if first == last:  # fast path: one granule, cached
+            entry = cache.get(first)
+            if entry is not None:
+                gpi = entry[0]
+                if gpi == 0b1111 or (gpi & 0b1100 == 0b1000 and gpi & 0b11 == pas):
+                    return
         g = first
         while g <= last:
             entry = cache.get(g)

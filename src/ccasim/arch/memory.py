@@ -124,9 +124,14 @@ class PhysicalMemory:
                     flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _MAP_NORESERVE,
                 )
         # Fast path for the hot DRAM lookup: (base, end, buffer) triples.
-        self._dram = [
-            (r.base, r.end, self._buffers[r.name]) for r in memory_map if r.kind is RegionKind.DRAM
-        ]
+        self._dram = sorted(
+            (
+                (r.base, r.end, self._buffers[r.name])
+                for r in memory_map
+                if r.kind is RegionKind.DRAM
+            ),
+            key=lambda t: t[0] - t[1],  # largest first: most accesses hit Non-secure DRAM
+        )
 
     # ---------------------------------------------------------------- devices
     def attach(self, region_name: str, device: MmioDevice) -> None:
@@ -197,18 +202,29 @@ class PhysicalMemory:
             raise ExternalAbort(pa, pas, state, AccessKind.WRITE, "device rejected the access")
         device.mmio_write(off, size, int.from_bytes(data, "little"))
 
-    def read_u64(self, pa: int) -> int:
+    def read_u64(
+        self,
+        pa: int,
+        pas: PhysicalAddressSpace = PhysicalAddressSpace.ROOT,
+        state: SecurityState = SecurityState.ROOT,
+    ) -> int:
         for base, end, buf in self._dram:
             if base <= pa and pa + 8 <= end:
                 return int(_U64.unpack_from(buf, pa - base)[0])
-        return int.from_bytes(self.read(pa, 8), "little")
+        return int.from_bytes(self.read(pa, 8, pas, state), "little")
 
-    def write_u64(self, pa: int, value: int) -> None:
+    def write_u64(
+        self,
+        pa: int,
+        value: int,
+        pas: PhysicalAddressSpace = PhysicalAddressSpace.ROOT,
+        state: SecurityState = SecurityState.ROOT,
+    ) -> None:
         for base, end, buf in self._dram:
             if base <= pa and pa + 8 <= end:
                 _U64.pack_into(buf, pa - base, value)
                 return
-        self.write(pa, value.to_bytes(8, "little"))
+        self.write(pa, value.to_bytes(8, "little"), pas, state)
 
     def fill_u64(self, pa: int, value: int, count: int) -> None:
         """Write ``count`` copies of a 64-bit value (used to initialise GPT tables)."""

@@ -24,11 +24,17 @@ from .memory import PhysicalMemory
 from .security import (
     SCR_GPF,
     PhysicalAddressSpace,
+    SecurityState,
     emittable,
     state_from_scr,
 )
 
 MASK64 = (1 << 64) - 1
+_WORLD_BITS = (1 << 62) | 1  # SCR_EL3.{NSE, NS}
+_STATE_CACHE: dict[
+    tuple[int, int],
+    tuple[SecurityState, PhysicalAddressSpace, frozenset[PhysicalAddressSpace]],
+] = {}
 
 # TLBI RPA*OS size field (rme-hardware §5): SIZE -> bytes
 RPA_SIZES = {
@@ -96,13 +102,19 @@ class ProcessingElement:
             # RME field [55:52] = 1 (FEAT_RME); EL3/EL2/EL1/EL0 AArch64 (fields = 1 / 2)
             "ID_AA64PFR0_EL1": (1 << 52) | 0x2222,
         }
+        self.security_state: SecurityState = SecurityState.ROOT
+        self.natural_pas: PhysicalAddressSpace = PhysicalAddressSpace.ROOT
+        self._emittable: frozenset[PhysicalAddressSpace] = frozenset()
         self._refresh_state()
 
     # ------------------------------------------------------------------ state
     def _refresh_state(self) -> None:
-        self.security_state = state_from_scr(self.sysregs["SCR_EL3"], self.el)
-        self.natural_pas = self.security_state.natural_pas
-        self._emittable = emittable(self.security_state)
+        key = (self.sysregs["SCR_EL3"] & _WORLD_BITS, self.el)
+        cached = _STATE_CACHE.get(key)
+        if cached is None:
+            state = state_from_scr(key[0], self.el)
+            cached = _STATE_CACHE[key] = (state, state.natural_pas, emittable(state))
+        self.security_state, self.natural_pas, self._emittable = cached
 
     def read_sysreg(self, name: str) -> int:
         if name.endswith("_EL3") and self.el != 3:
@@ -151,6 +163,8 @@ class ProcessingElement:
     def _pas(self, pas: PhysicalAddressSpace | None) -> PhysicalAddressSpace:
         if pas is None:
             return self.natural_pas
+        if pas is self.natural_pas:
+            return pas
         if pas not in self._emittable:
             raise ValueError(
                 f"{self.security_state.name} state cannot emit an access to the {pas.name} PAS"
@@ -192,10 +206,24 @@ class ProcessingElement:
         self.memory.zero(pa, size)
 
     def read_u64(self, pa: int, pas: PhysicalAddressSpace | None = None) -> int:
-        return int.from_bytes(self.read(pa, 8, pas), "little")
+        target = self._pas(pas)
+        state = self.security_state
+        try:
+            self.gpc.check(pa, 8, target, state, AccessKind.READ)
+        except GranuleProtectionCheckException as fault:
+            self._record_fault(fault)
+            raise
+        return self.memory.read_u64(pa, target, state)
 
     def write_u64(self, pa: int, value: int, pas: PhysicalAddressSpace | None = None) -> None:
-        self.write(pa, (value & MASK64).to_bytes(8, "little"), pas)
+        target = self._pas(pas)
+        state = self.security_state
+        try:
+            self.gpc.check(pa, 8, target, state, AccessKind.WRITE)
+        except GranuleProtectionCheckException as fault:
+            self._record_fault(fault)
+            raise
+        self.memory.write_u64(pa, value & MASK64, target, state)
 
     def _record_fault(self, fault: GranuleProtectionCheckException) -> None:
         """Latch MFAR_EL3 for faults that are taken to EL3 as GPC exceptions (§4 routing):

@@ -69,12 +69,24 @@ class Monitor:
             for pe in pes
         }
         self.services: list[Service] = []
+        self._routes: dict[int, Service | None] = {}
         self.smc_count = 0
         for pe in pes:
             pe.smc_vector = self.handle_smc
 
     def register(self, name: str, matches: Callable[[int], bool], handler: Handler) -> None:
         self.services.append(Service(name, matches, handler))
+        self._routes.clear()
+
+    def route(self, fid: int) -> Service | None:
+        """The service owning ``fid`` (first match in registration order), memoised."""
+        routes = self._routes
+        if fid in routes:
+            return routes[fid]
+        found = next((s for s in self.services if s.matches(fid)), None)
+        if len(routes) < 65536:  # garbage FIDs must not grow the table without bound
+            routes[fid] = found
+        return found
 
     # ------------------------------------------------------------------ SMC entry
     def caller_state(self, pe: ProcessingElement) -> SecurityState:
@@ -84,13 +96,12 @@ class Monitor:
         """The SMC exception vector: decode, dispatch, return (or switch worlds)."""
         self.smc_count += 1
         caller = self.caller_state(pe)
-        fid = smccc.normalise(pe.x[0])
-        for service in self.services:
-            if service.matches(fid):
-                results = service.handler(pe, caller, fid)
-                break
+        fid = pe.x[0] & 0xFFFE_FFFF  # w0, SVE hint (bit 16) cleared
+        service = self.route(fid)
+        if service is None:
+            results: Results = (smccc.SMC_UNKNOWN,)
         else:
-            results = (smccc.SMC_UNKNOWN,)
+            results = service.handler(pe, caller, fid)
         if results is not None:
             self.return_to_caller(pe, results)
 

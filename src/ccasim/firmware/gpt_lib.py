@@ -15,8 +15,9 @@ Non-secure DRAM region that fills a whole level-0 region starts as an L0 block a
 into an L1 table (same GPI everywhere) by the first transition that needs it; like a
 shatter, the conversion ends with a TLBI over the whole L0 region, so no PE keeps GPT
 information cached from the block (real PEs cache the block as one entry, which the
-granule's own TLBI would drop; the model caches per granule). Boot stays O(memory map), not O(DRAM), and a 1 TiB platform needs
-L1 memory only where granules actually move. L1 tables are never fused back.
+granule's own TLBI would drop; the model caches per granule). Boot stays O(memory map), not
+O(DRAM), and a 1 TiB platform needs L1 memory only where granules actually move. L1 tables
+are never fused back.
 """
 
 from __future__ import annotations
@@ -27,8 +28,13 @@ import threading
 from collections.abc import Iterable
 
 from ..arch.gpt import (
+    L0_TABLE_ADDR_MASK,
+    L0_TYPE_BLOCK,
+    L0_TYPE_TABLE,
+    L1_CONTIG_TYPE,
     Gpccr,
     Gpi,
+    GptDescriptorError,
     GptGeometry,
     L0Block,
     L0Table,
@@ -100,7 +106,8 @@ class GptLib:
         return self.l0_base + 8 * self.geometry.l0_index(pa)
 
     def is_dram(self, pa: int, size: int) -> bool:
-        return any(r.contains(pa, size) for r in self._dram)
+        region = self.memory_map.find(pa)
+        return region is not None and region.kind is RegionKind.DRAM and region.contains(pa, size)
 
     # ------------------------------------------------------------------ cold boot
     def build(self, pe: ProcessingElement) -> None:
@@ -163,17 +170,6 @@ class GptLib:
             pa += g.granule_size
 
     # ------------------------------------------------------------------ queries
-    def read_gpi(self, pe: ProcessingElement, pa: int) -> int:
-        """The GPI the tables hold for ``pa`` (a software walk by EL3, Root-state reads)."""
-        g = self.geometry
-        l0 = decode_l0(pe.read_u64(self.l0_entry_pa(pa), Pas.ROOT))
-        if isinstance(l0, L0Block):
-            return l0.gpi
-        l1 = decode_l1(pe.read_u64(l0.l1_base + 8 * g.l1_index(pa), Pas.ROOT))
-        if isinstance(l1, L1Contig):
-            return l1.gpi
-        return l1.gpis[g.gpi_index(pa)]
-
     # ------------------------------------------------------------------ transitions
     def _lock(self, pa: int) -> threading.Lock:
         key = pa // BITLOCK_BLOCK
@@ -209,10 +205,11 @@ class GptLib:
         if rc:
             return rc
         with self._lock(pa):
-            current = self.read_gpi(pe, pa)
+            entry_pa, current = self._locate(pe, pa)
             if not self.allowed(caller, current, target_gpi):
                 return -errno.EPERM
-            entry_pa = self._granule_entry(pe, pa)
+            if entry_pa is None:  # L0 block or contiguous descriptor: make a granule entry
+                entry_pa = self._granule_entry(pe, pa)
             if target_gpi == Gpi.NON_SECURE:
                 self._undelegate(pe, entry_pa, pa, current, target_gpi)
             else:
@@ -231,6 +228,26 @@ class GptLib:
             if not self.allowed(caller, self.read_gpi(pe, pa), target_gpi):
                 return -errno.EPERM
         return 0
+
+    def _locate(self, pe: ProcessingElement, pa: int) -> tuple[int | None, int]:
+        """(PA of the L1 granules descriptor holding ``pa``'s GPI, or None when the GPI
+        comes from an L0 block or a contiguous descriptor; the current GPI). Read only."""
+        g = self.geometry
+        l0 = pe.read_u64(self.l0_entry_pa(pa), Pas.ROOT)
+        kind = l0 & 0xF
+        if kind == L0_TYPE_BLOCK:
+            return None, (l0 >> 4) & 0xF
+        if kind != L0_TYPE_TABLE:
+            raise GptDescriptorError(f"invalid L0 descriptor {l0:#x}")
+        entry_pa = (l0 & L0_TABLE_ADDR_MASK) + 8 * g.l1_index(pa)
+        desc = pe.read_u64(entry_pa, Pas.ROOT)
+        if desc & 0xF == L1_CONTIG_TYPE:
+            return None, (desc >> 4) & 0xF
+        return entry_pa, (desc >> (4 * g.gpi_index(pa))) & 0xF
+
+    def read_gpi(self, pe: ProcessingElement, pa: int) -> int:
+        """The GPI the tables hold for ``pa`` (a software walk by EL3, Root-state reads)."""
+        return self._locate(pe, pa)[1]
 
     def _granule_entry(self, pe: ProcessingElement, pa: int) -> int:
         """PA of the L1 granules descriptor for ``pa``, creating the L1 table (from an L0
@@ -252,8 +269,10 @@ class GptLib:
         else:
             l1 = l0.l1_base
         entry_pa = l1 + 8 * g.l1_index(pa)
-        desc = decode_l1(pe.read_u64(entry_pa, Pas.ROOT))
-        if isinstance(desc, L1Contig):
+        raw = pe.read_u64(entry_pa, Pas.ROOT)
+        if raw & 0xF == L1_CONTIG_TYPE:
+            desc = decode_l1(raw)
+            assert isinstance(desc, L1Contig)
             self._shatter(pe, l1, pa, desc)
         return entry_pa
 

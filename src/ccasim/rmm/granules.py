@@ -60,12 +60,16 @@ class GranuleTracker:
     def find(self, pa: int, state: GranuleState) -> int | None:
         """Lookup used by every command: aligned, tracked and in ``state`` (rmm-abi §3.2)."""
         idx = self.index(pa)
-        if idx is None or self.state(idx) != state:
+        if idx is None or (self._desc[idx] >> _STATE_SHIFT) & 0x1F != state:
             return None
         return idx
 
     def state(self, idx: int) -> GranuleState:
         return GranuleState((self._desc[idx] >> _STATE_SHIFT) & 0x1F)
+
+    def raw_state(self, idx: int) -> int:
+        """The state field as a plain integer (hot-path lookups)."""
+        return (self._desc[idx] >> _STATE_SHIFT) & 0x1F
 
     def refcount(self, idx: int) -> int:
         return self._desc[idx] & _REF_MASK

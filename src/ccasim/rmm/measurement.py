@@ -103,16 +103,7 @@ def rim_init(algo: HashAlgorithm, params: dict[str, int]) -> bytes:
 
 def extend_data(algo: HashAlgorithm, rim: bytes, ipa: int, flags: int, content: bytes) -> bytes:
     measured = digest(algo, content) if flags == 1 else b""
-    desc = DATA_DESC.pack(
-        {
-            "desc_type": DESC_TYPE_DATA,
-            "len": 0x100,
-            "rim": slot(rim),
-            "ipa": ipa,
-            "flags": flags,
-            "content": slot(measured),
-        }
-    )
+    desc = DATA_DESC.pack_values(DESC_TYPE_DATA, 0x100, rim, ipa, flags, measured)
     return digest(algo, desc)
 
 

@@ -27,7 +27,7 @@ NUM_REC_AUX = 16
 
 RD_LAYOUT = Layout(
     "RealmDescriptor",
-    4096,
+    0x340,
     [
         Field("state", 0x000, 8),
         Field("rec_count", 0x008, 8),
@@ -85,7 +85,7 @@ class Realm:
 
     @classmethod
     def load(cls, pe: ProcessingElement, pa: int) -> Realm:
-        v = RD_LAYOUT.unpack(pe.read(pa, 0x340, Pas.REALM).ljust(4096, b"\0"))
+        v = RD_LAYOUT.unpack(pe.read(pa, RD_LAYOUT.size, Pas.REALM))
         meas = bytes(v["measurements"])
         sl = int(v["rtt_level_start"])
         return cls(
@@ -131,7 +131,11 @@ class Realm:
                 "measurements": b"".join(self.measurements),
             }
         )
-        pe.write(self.pa, image[:0x340], Pas.REALM)
+        pe.write(self.pa, image, Pas.REALM)
+
+    def store_rim(self, pe: ProcessingElement) -> None:
+        """Write back only the RIM slot (the common case of a measured command)."""
+        pe.write(self.pa + RD_LAYOUT.offset("measurements"), self.measurements[0], Pas.REALM)
 
 
 # REC flag bits (RMM-private)

@@ -41,7 +41,7 @@ def find(rmm: Rmm, conds: Conditions, prefix: str, pa: int, state: GranuleState)
     idx = tracker.index(pa)
     if idx is None:
         conds[f"{prefix}_bound"].fail()
-    if tracker.state(idx) != state:
+    if tracker.raw_state(idx) != state:
         conds[f"{prefix}_state"].fail()
     return idx
 
@@ -61,7 +61,7 @@ def read_ns(
     idx = rmm.tracker.index(pa)
     if idx is None:
         conds[f"{prefix}_bound"].fail()
-    if rmm.tracker.state(idx) != GranuleState.UNDELEGATED:
+    if rmm.tracker.raw_state(idx) != GranuleState.UNDELEGATED:
         conds[f"{prefix}_pas"].fail()
     try:
         return pe.read(pa, size, Pas.NON_SECURE)

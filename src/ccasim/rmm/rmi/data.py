@@ -106,7 +106,7 @@ def rmi_data_create(rmm: Rmm, pe: ProcessingElement, args: Sequence[int]) -> tup
         CREATE["src_pas"].fail()
     pe.write(data, content, Pas.REALM)
     realm.rim = measurement.extend_data(realm.hash_algo, realm.rim, ipa, flags, content)
-    realm.store(pe)
+    realm.store_rim(pe)
     _map(rmm, data_idx, w, s2tt.assigned(Ripas.RAM, data, 3), pe)
     return (RmiStatus.SUCCESS,)
 
