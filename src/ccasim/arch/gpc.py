@@ -71,6 +71,9 @@ class GranuleProtectionChecker:
         shift = self._shift
         first, last = base >> shift, (base + size - 1) >> shift
         cache = self._cache
+        if first == last:
+            cache.pop(first, None)
+            return
         if last - first > len(cache):
             for g in [g for g in cache if first <= g <= last]:
                 del cache[g]

@@ -133,6 +133,11 @@ class ProcessingElement:
         elif name == "SCR_EL3":
             self._refresh_state()
 
+    def set_scr(self, value: int) -> None:
+        """Write SCR_EL3 from EL3 firmware (the world switch's fast path)."""
+        self.sysregs["SCR_EL3"] = value
+        self._refresh_state()
+
     def set_el(self, el: int) -> None:
         """Change the current EL (exception entry / ERET are the only callers)."""
         self.el = el

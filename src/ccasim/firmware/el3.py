@@ -32,6 +32,13 @@ SPSR_EL1H = (1 << 2) | 1
 SCR_BASE = (1 << 10) | (1 << 8)  # RW (lower ELs AArch64), HCE
 
 
+_WORLD_BITS = (1 << 62) | 1  # SCR_EL3.{NSE, NS}
+_CALLER_CACHE: dict[tuple[int, int], SecurityState] = {}
+_SCR_OF: dict[SecurityState, int] = {
+    s: SCR_BASE | scr_for(s) for s in SecurityState if s is not SecurityState.ROOT
+}
+
+
 class FirmwareError(RuntimeError):
     """An internal inconsistency of modelled firmware (a model bug, never a guest input)."""
 
@@ -90,7 +97,12 @@ class Monitor:
 
     # ------------------------------------------------------------------ SMC entry
     def caller_state(self, pe: ProcessingElement) -> SecurityState:
-        return state_from_scr(pe.sysregs["SCR_EL3"], (pe.sysregs["SPSR_EL3"] >> 2) & 3)
+        """The SMC caller's security state from SCR_EL3.{NSE,NS} and SPSR_EL3.M[3:2]."""
+        key = (pe.sysregs["SCR_EL3"] & _WORLD_BITS, (pe.sysregs["SPSR_EL3"] >> 2) & 3)
+        state = _CALLER_CACHE.get(key)
+        if state is None:
+            state = _CALLER_CACHE[key] = state_from_scr(*key)
+        return state
 
     def handle_smc(self, pe: ProcessingElement) -> None:
         """The SMC exception vector: decode, dispatch, return (or switch worlds)."""
@@ -121,7 +133,7 @@ class Monitor:
         ctx = self.contexts[pe.index][state]
         pe.x = list(ctx.x)
         pe.sysregs["SPSR_EL3"] = ctx.spsr
-        pe.write_sysreg("SCR_EL3", SCR_BASE | scr_for(state))
+        pe.set_scr(_SCR_OF[state])
 
     def enter_lower(
         self, pe: ProcessingElement, state: SecurityState, el: int, regs: list[int] | None = None
@@ -130,7 +142,7 @@ class Monitor:
         ctx = self.contexts[pe.index][state]
         ctx.spsr = (el << 2) | 1
         if regs is not None:
-            ctx.x = [*(r & smccc.MASK64 for r in regs), *ctx.x[len(regs) :]]
+            ctx.x = [r & smccc.MASK64 for r in regs] + ctx.x[len(regs) :]
         self.restore_world(pe, state)
         pe.eret()
 

@@ -46,12 +46,14 @@ class Rmmd:
         self.boot_status: dict[int, int] = {}
         self._boot_result: int | None = None
         self._in_rmi: dict[int, bool] = {}
+        self._ready = False
         monitor.register("rmi", smccc.is_rmi, self.forward_rmi)
         monitor.register("rmm-el3", smccc.is_rmm_el3, self.rmm_el3_call)
 
     @property
     def rmm_ready(self) -> bool:
-        return bool(self.boot_status) and all(v == 0 for v in self.boot_status.values())
+        """The RMM booted on every PE EL3 entered it on (set at the end of each boot)."""
+        return self._ready
 
     # ------------------------------------------------------------------ boot
     def write_manifest(self, pe: ProcessingElement) -> None:
@@ -77,6 +79,7 @@ class Rmmd:
         if self._boot_result is None or pe.el != 3:
             raise FirmwareError("the RMM returned without RMM_BOOT_COMPLETE")
         self.boot_status[pe.index] = self._boot_result
+        self._ready = all(v == 0 for v in self.boot_status.values())
         return self._boot_result
 
     # ------------------------------------------------------------------ RMI
