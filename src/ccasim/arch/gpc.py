@@ -20,6 +20,7 @@ from .faults import (
     GranuleProtectionFault,
 )
 from .gpt import (
+    L1_CONTIG_TYPE,
     Gpccr,
     GptDescriptorError,
     GptGeometry,
@@ -164,12 +165,18 @@ class GranuleProtectionChecker:
         if l0.l1_base >> geometry.t or l0.l1_base % geometry.l1_table_size:
             raise GptWalkFault(pa, pas, state, access, 0)
         try:
-            l1 = decode_l1(self.memory.read_u64(l0.l1_base + 8 * geometry.l1_index(pa)))
+            desc = self.memory.read_u64(l0.l1_base + 8 * geometry.l1_index(pa))
         except ExternalAbort:
             raise GptExternalAbort(pa, pas, state, access, 1) from None
-        except GptDescriptorError:
-            raise GptWalkFault(pa, pas, state, access, 1) from None
-        gpi = l1.gpi if isinstance(l1, L1Contig) else l1.gpis[geometry.gpi_index(pa)]
+        if desc & 0xF == L1_CONTIG_TYPE:
+            try:
+                contig = decode_l1(desc)
+            except GptDescriptorError:
+                raise GptWalkFault(pa, pas, state, access, 1) from None
+            assert isinstance(contig, L1Contig)
+            gpi = contig.gpi
+        else:
+            gpi = (desc >> (4 * geometry.gpi_index(pa))) & 0xF
         if not gpi_is_valid(gpi, self.nso):
             raise GptWalkFault(pa, pas, state, access, 1)
         return gpi, 1

@@ -86,8 +86,11 @@ DESC_TYPE_REC = 1
 DESC_TYPE_RIPAS = 2
 
 
+_CONSTRUCTORS = {0: hashlib.sha256, 1: hashlib.sha512}
+
+
 def digest(algo: HashAlgorithm, data: bytes) -> bytes:
-    return hashlib.new(algo.hashlib_name, data).digest()
+    return _CONSTRUCTORS[algo](data).digest()
 
 
 def slot(value: bytes) -> bytes:

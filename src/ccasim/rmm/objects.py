@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import cast
 
 from ..arch.pe import ProcessingElement
 from ..arch.security import PhysicalAddressSpace as Pas
@@ -24,6 +25,8 @@ class RealmState(enum.IntEnum):
 
 
 NUM_REC_AUX = 16
+_REALM_STATES = tuple(RealmState)
+_HASH_ALGOS = tuple(HashAlgorithm)
 
 RD_LAYOUT = Layout(
     "RealmDescriptor",
@@ -85,29 +88,30 @@ class Realm:
 
     @classmethod
     def load(cls, pe: ProcessingElement, pa: int) -> Realm:
-        v = RD_LAYOUT.unpack(pe.read(pa, RD_LAYOUT.size, Pas.REALM))
-        meas = bytes(v["measurements"])
-        sl = int(v["rtt_level_start"])
+        values = RD_LAYOUT.unpack_tuple(pe.read(pa, RD_LAYOUT.size, Pas.REALM))
+        state, rec_count, num_rec_aux, algo, s2sz, rtt_base, sl, num_start = cast(
+            tuple[int, ...], values[:8]
+        )
+        vmid, flags, sve_vl, num_bps, num_wps, pmu = cast(tuple[int, ...], values[8:14])
+        rpv, meas = cast(tuple[bytes, bytes], values[14:])
         return cls(
-            pa=pa,
-            state=RealmState(int(v["state"])),
-            rec_count=int(v["rec_count"]),
-            num_rec_aux=int(v["num_rec_aux"]),
-            hash_algo=HashAlgorithm(int(v["hash_algo"])),
-            s2sz=int(v["s2sz"]),
-            rtt_base=int(v["rtt_base"]),
-            rtt_level_start=sl - (1 << 64) if sl >> 63 else sl,
-            rtt_num_start=int(v["rtt_num_start"]),
-            vmid=int(v["vmid"]),
-            flags=int(v["flags"]),
-            sve_vl=int(v["sve_vl"]),
-            num_bps=int(v["num_bps"]),
-            num_wps=int(v["num_wps"]),
-            pmu_num_ctrs=int(v["pmu_num_ctrs"]),
-            rpv=bytes(v["rpv"]),
-            measurements=[
-                meas[i * SLOT_SIZE : (i + 1) * SLOT_SIZE] for i in range(MEASUREMENT_SLOTS)
-            ],
+            pa,
+            _REALM_STATES[state],
+            rec_count,
+            num_rec_aux,
+            _HASH_ALGOS[algo],
+            s2sz,
+            rtt_base,
+            sl - (1 << 64) if sl >> 63 else sl,
+            num_start,
+            vmid,
+            flags,
+            sve_vl,
+            num_bps,
+            num_wps,
+            pmu,
+            rpv,
+            [meas[i * SLOT_SIZE : (i + 1) * SLOT_SIZE] for i in range(MEASUREMENT_SLOTS)],
         )
 
     def store(self, pe: ProcessingElement) -> None:
