@@ -102,6 +102,17 @@ def test_gpt_registers_as_tf_a_programs_them(name: str) -> None:
     assert p.el3.gpi(l0) == GPI_ROOT  # the tables live in Root memory
 
 
+@pytest.mark.parametrize("l0gptsz", [30, 34, 36, 39])
+def test_l0gptsz_is_read_only(l0gptsz: int) -> None:
+    p = Platform(PlatformConfig(l0gptsz=l0gptsz, cpus=1))
+    field = {30: 0, 34: 4, 36: 6, 39: 9}[l0gptsz]
+    with p.cpus[0].probe(SecurityState.ROOT)._running() as pe:
+        for attempt in (0, 4, 6, 9, 0xF):
+            pe.write_sysreg("GPCCR_EL3", pe.read_sysreg("GPCCR_EL3") & ~(0xF << 20) | attempt << 20)
+            assert bits(pe.read_sysreg("GPCCR_EL3"), 23, 20) == field
+    p.host.read(p.region("ns_dram").base, 8)  # the GPT still walks with the fixed L0GPTSZ
+
+
 def test_gpt_is_not_reachable_from_lower_worlds(p: Platform) -> None:
     l0 = bits(p.el3.sysreg("GPTBR_EL3"), 39, 0) << 12
     for state, pas in ((SecurityState.NON_SECURE, Pas.NON_SECURE),
