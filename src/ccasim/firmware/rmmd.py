@@ -47,6 +47,7 @@ class Rmmd:
         self._boot_result: int | None = None
         self._in_rmi: dict[int, bool] = {}
         self._ready = False
+        self._booting = False
         monitor.register("rmi", smccc.is_rmi, self.forward_rmi)
         monitor.register("rmm-el3", smccc.is_rmm_el3, self.rmm_el3_call)
 
@@ -69,6 +70,7 @@ class Rmmd:
     def boot(self, pe: ProcessingElement, cold: bool) -> int:
         """Enter the RMM's boot entry on ``pe`` (at EL3) and return its boot status."""
         self._boot_result = None
+        self._booting = True
         if cold:
             regs = [pe.index, RMM_EL3_IFC_VERSION, len(self.monitor.pes), self.shared_buffer]
             self.monitor.enter_lower(pe, SecurityState.REALM, 2, regs)
@@ -126,6 +128,9 @@ class Rmmd:
         if fid == smccc.RMM_RMI_REQ_COMPLETE:
             return self._req_complete(pe)
         if fid == smccc.RMM_BOOT_COMPLETE:
+            if not self._booting:
+                return (smccc.SMC_UNKNOWN,)
+            self._booting = False
             self._boot_result = smccc.to_signed(pe.x[1])
             self.monitor.save_world(pe, SecurityState.REALM)
             return None  # stay at EL3: the boot flow resumes in :meth:`boot`

@@ -58,7 +58,7 @@ def read_manifest(pe: ProcessingElement, shared: int) -> BootInfo:
         raise BootError(ERmmBoot.INVALID_SHARED_BUFFER, str(fault)) from None
     header = bm.MANIFEST.unpack(page)
     version = int(header["version"])
-    if version >> 16 != 0 or (version & 0xFFFF) != 3:
+    if version >> 16 != 0 or (version & 0xFFFF) < 3:  # major 0; minor 3 or a compatible later one
         raise BootError(ERmmBoot.MANIFEST_VERSION_NOT_SUPPORTED, f"{version:#x}")
     banks = _read_array(
         pe,
