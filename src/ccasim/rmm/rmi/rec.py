@@ -336,7 +336,13 @@ def rmi_rec_enter(rmm: Rmm, pe: ProcessingElement, args: Sequence[int]) -> tuple
         rec.store(pe)
         ENTER["rec_mmio"].fail()
 
-    exit_values = rmm.run_rec(pe, realm, rec, enter)
+    # The REC is running while it executes: refcount 1 (rmm-abi §3.1), so REC_ENTER,
+    # REC_DESTROY and PSCI_COMPLETE from other PEs see it as running.
+    rmm.tracker.get(rec_idx)
+    try:
+        exit_values = rmm.run_rec(pe, realm, rec, enter)
+    finally:
+        rmm.tracker.put(rec_idx)
     exit_image = REC_EXIT.pack(exit_values)
     if not write_ns(pe, run_pa + REC_EXIT_OFFSET, exit_image):
         ENTER["run_pas"].fail()
