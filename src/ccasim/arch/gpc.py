@@ -11,6 +11,8 @@ keeps seeing stale GPIs, as it would on silicon.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from .faults import (
     AccessKind,
     ExternalAbort,
@@ -45,6 +47,9 @@ class GranuleProtectionChecker:
         self.memory = memory
         self.pa_range_bits = pa_range_bits
         self._cache: dict[int, tuple[int, int]] = {}
+        # Other caches of GPT information on this PE (the execution engine's TLB) that
+        # every GPT invalidation must also drop.
+        self.listeners: list[Callable[[], None]] = []
         self.walks = 0  # number of GPT walks performed (cache misses), for tests/benchmarks
         self.configure(0, 0)
 
@@ -66,9 +71,13 @@ class GranuleProtectionChecker:
     def invalidate_all(self) -> None:
         """TLBI PAALL (or this PE's share of PAALLOS)."""
         self._cache.clear()
+        for listener in self.listeners:
+            listener()
 
     def invalidate_range(self, base: int, size: int) -> None:
         """TLBI RPA(L)OS over [base, base+size)."""
+        for listener in self.listeners:
+            listener()
         shift = self._shift
         first, last = base >> shift, (base + size - 1) >> shift
         cache = self._cache

@@ -144,8 +144,13 @@ class Realm:
 
 # REC flag bits (RMM-private)
 REC_RUNNABLE = 1 << 0
-REC_PSCI_PENDING = 1 << 1
+REC_PSCI_PENDING = 1 << 1  # a CPU_ON / AFFINITY_INFO request awaits RMI_PSCI_COMPLETE
 REC_HOST_CALL_PENDING = 1 << 2
+REC_CONTEXT_VALID = 1 << 3  # the vCPU register context is saved in the aux granules
+REC_RESET_PENDING = 1 << 4  # a completed CPU_ON: reset pc/x0/PSTATE/SCTLR on next entry
+REC_PSCI_RESULT_PENDING = 1 << 5  # deliver psci_result in x0 (x1..x3 = 0) on next entry
+REC_TOKEN_INIT = 1 << 6  # RSI_ATTESTATION_TOKEN_INIT was called
+REC_MMIO_READ = 1 << 7  # the last exit was an emulatable read (EMUL_MMIO completes it)
 
 REC_LAYOUT = Layout(
     "Rec",
@@ -169,9 +174,16 @@ REC_LAYOUT = Layout(
         Field("last_hpfar", 0x250, 8),
         Field("psci_fid", 0x260, 8),
         Field("psci_target_mpidr", 0x268, 8),
+        Field("psci_entry", 0x270, 8),
+        Field("psci_context", 0x278, 8),
+        Field("psci_result", 0x280, 8),
+        Field("host_call_ipa", 0x288, 8),
+        Field("token_len", 0x290, 8),
+        Field("context_len", 0x298, 8),
+        Field("token_copied", 0x2A0, 8),
         Field("gicv3_hcr", 0x300, 8),
         Field("gicv3_lrs", 0x308, 16 * 8, raw=True),
-        Field("sysregs", 0x400, 0x400, raw=True),
+        Field("challenge", 0x400, 64, raw=True),
         Field("num_aux", 0x800, 8),
         Field("aux", 0x808, NUM_REC_AUX * 8, raw=True),
     ],

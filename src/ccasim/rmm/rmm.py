@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import mmap
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ..arch.pe import ProcessingElement
 from ..firmware import smccc
@@ -21,13 +22,12 @@ from .errors import RmiError
 from .features import RmmFeatures
 from .granules import GranuleTracker
 from .objects import Realm, Rec
-from .recrun import REC_EXIT, RecExitReason
 from .rmi import dispatch
 
-# A REC runner: (pe, realm, rec, rec_enter values) -> rec_exit values. The realm-execution
-# layer installs one; without it a REC exits at once with RMI_EXIT_IRQ.
 StructValues = dict[str, int | bytes]
-RecRunner = Callable[[ProcessingElement, Realm, Rec, StructValues], StructValues]
+
+if TYPE_CHECKING:
+    from .run import RecRunner as RecRunnerType
 
 
 class Rmm:
@@ -42,7 +42,11 @@ class Rmm:
         self.tracker: GranuleTracker = None  # type: ignore[assignment]  # set at cold boot
         self.vmids: set[int] = set()
         self.last_error: RmiError | None = None
-        self.runner: RecRunner | None = None
+        self.runner: RecRunnerType | None = None
+        # Builds the attestation token for RSI_ATTESTATION_TOKEN_CONTINUE (the attestation
+        # layer installs one): (pe, realm, challenge) -> CCA token bytes.
+        self.token_builder: Callable[[ProcessingElement, Realm, bytes], bytes] | None = None
+        self.last_rsi_error: Exception | None = None
         self.stage2_listeners: list[Callable[[int, int, int], None]] = []
 
     # ------------------------------------------------------------------ EL3 -> RMM
@@ -78,23 +82,14 @@ class Rmm:
         self._el3_call(pe, smccc.RMM_RMI_REQ_COMPLETE, *results, *([0] * (8 - len(results))))
 
     # ------------------------------------------------------------------ REC execution
-    def run_rec(
-        self, pe: ProcessingElement, realm: Realm, rec: Rec, enter: dict[str, int | bytes]
-    ) -> dict[str, int | bytes]:
+    def run_rec(self, pe: ProcessingElement, realm: Realm, rec: Rec,
+                enter: StructValues) -> StructValues:
         """Run ``rec`` until an exit for the host; returns the RmiRecExit values."""
-        if self.runner is not None:
-            return self.runner(pe, realm, rec, enter)
-        # No execution engine: the REC takes a physical IRQ before its first instruction.
-        rec["last_esr"] = 0
-        rec["last_far"] = 0
-        rec["last_hpfar"] = 0
-        rec.store(pe)
-        values: dict[str, int | bytes] = {name: 0 for name in REC_EXIT.fields}
-        values["gprs"] = bytes(31 * 8)
-        values["gicv3_lrs"] = rec.values["gicv3_lrs"]
-        values["gicv3_hcr"] = rec["gicv3_hcr"]
-        values["exit_reason"] = RecExitReason.IRQ
-        return values
+        if self.runner is None:
+            from .run import RecRunner
+
+            self.runner = RecRunner(self)
+        return self.runner.run(pe, realm, rec, enter)
 
     def stage2_changed(self, vmid: int, ipa: int, size: int) -> None:
         """The RMM's TLBI for stage 2 (TLBI IPAS2E1IS / VMALLS12E1IS): notify every cache

@@ -16,11 +16,14 @@ from ..objects import (
     PSTATE_EL1H_DAIF,
     REC_LAYOUT,
     REC_PSCI_PENDING,
+    REC_PSCI_RESULT_PENDING,
+    REC_RESET_PENDING,
     REC_RUNNABLE,
     Realm,
     RealmState,
     Rec,
 )
+from ..psci import mpidr_to_index
 from ..recrun import REC_ENTER, REC_EXIT, REC_EXIT_OFFSET, words
 from .common import command, find, lock_two, read_ns, write_ns, zero_granule
 
@@ -229,33 +232,41 @@ def rmi_psci_complete(rmm: Rmm, pe: ProcessingElement, args: Sequence[int]) -> t
     target = Rec.load(pe, target_pa)
     if calling.owner != target.owner:
         PSCI_COMPLETE["owner"].fail()
-    if target.rec_idx != rec_index(calling["psci_target_mpidr"]):
+    if target.rec_idx != mpidr_to_index(calling["psci_target_mpidr"]):
         PSCI_COMPLETE["target"].fail()
     fid = calling["psci_fid"]
     signed = status - (1 << 64) if status >> 63 else status
-    on = target.runnable or rmm.tracker.refcount(rmm.tracker.index(target_pa) or 0) > 0
+    target_idx = rmm.tracker.index(target_pa)
+    assert target_idx is not None
+    on = target.runnable or rmm.tracker.refcount(target_idx) > 0
+    quirk_input = False
     if fid == PSCI_CPU_ON:
         if signed not in (PSCI_SUCCESS, PSCI_DENIED):
             PSCI_COMPLETE["status"].fail()
         if on:
+            # TF-RMM quirk (rmm-abi §6): DENIED for a target that is already on returns
+            # INPUT but still completes the request with ALREADY_ON.
+            quirk_input = signed == PSCI_DENIED
             result = PSCI_ALREADY_ON
         elif signed == PSCI_DENIED:
             result = PSCI_DENIED
         else:
             result = PSCI_SUCCESS
-            target.pc = calling.gprs[2]
-            target.gprs[0] = calling.gprs[3]
+            target.pc = calling["psci_entry"]
+            target.gprs[0] = calling["psci_context"]
             target.pstate = PSTATE_EL1H_DAIF
-            target.flags |= REC_RUNNABLE
+            target.flags |= REC_RUNNABLE | REC_RESET_PENDING
             target.store(pe)
     else:  # AFFINITY_INFO
         if signed != PSCI_SUCCESS:
             PSCI_COMPLETE["status"].fail()
         result = 0 if on else 1
-    calling.gprs[0] = result & MASK64
-    calling.gprs[1:4] = [0, 0, 0]
-    calling.flags &= ~REC_PSCI_PENDING
+    # The caller gets x0 = result and x1..x3 = 0 when it next runs.
+    calling["psci_result"] = result & MASK64
+    calling.flags = (calling.flags & ~REC_PSCI_PENDING) | REC_PSCI_RESULT_PENDING
     calling.store(pe)
+    if quirk_input:
+        PSCI_COMPLETE["status"].fail()
     return (RmiStatus.SUCCESS,)
 
 

@@ -1,0 +1,33 @@
+"""RSI_REALM_CONFIG (rmm-abi §8.4, §9)."""
+
+from __future__ import annotations
+
+from ...layout import Field, Layout
+from ..context import EmptyPage, RecExit, RunContext
+from . import RsiError, RsiStatus, rsi_command
+
+REALM_CONFIG = Layout(
+    "RsiRealmConfig",
+    0x240,
+    [Field("ipa_width", 0x000, 8), Field("hash_algo", 0x008, 1),
+     Field("rpv", 0x200, 64, raw=True)],
+)
+
+
+@rsi_command(0xC400_0196, "RSI_REALM_CONFIG")
+def rsi_realm_config(ctx: RunContext) -> RecExit | None:
+    """Write ipa_width, hash_algo and rpv into the page at x1 (REL0 leaves the rest)."""
+    (ipa,) = ctx.args(1)
+    if ipa & 0xFFF:
+        raise RsiError(RsiStatus.ERROR_INPUT, "addr_align")
+    if not ctx.realm.geometry.in_par(ipa):
+        raise RsiError(RsiStatus.ERROR_INPUT, "addr_bound")
+    realm = ctx.realm
+    try:
+        ctx.write(ipa + REALM_CONFIG.offset("ipa_width"), realm.s2sz.to_bytes(8, "little"))
+        ctx.write(ipa + REALM_CONFIG.offset("hash_algo"), bytes([realm.hash_algo]))
+        ctx.write(ipa + REALM_CONFIG.offset("rpv"), realm.rpv)
+    except EmptyPage:
+        raise RsiError(RsiStatus.ERROR_INPUT, "addr_ripas") from None
+    ctx.results(RsiStatus.SUCCESS)
+    return None
