@@ -61,6 +61,9 @@ class Layout:
         self._names = [f.name for f in ordered]
         self._defaults: dict[str, int | bytes] = {f.name: (b"" if f.raw else 0) for f in ordered}
         self._masks = {f.name: (1 << (8 * f.width)) - 1 for f in ordered if not f.raw}
+        self._field_structs = {
+            f.name: struct.Struct("<" + self._CODES[f.width]) for f in ordered if not f.raw
+        }
 
     def __getitem__(self, name: str) -> Field:
         return self.fields[name]
@@ -82,19 +85,20 @@ class Layout:
         return int.from_bytes(data[f.offset : f.end], "little")
 
     def pack(self, values: Mapping[str, int | bytes]) -> bytes:
-        merged = dict(self._defaults)
+        """The structure with the given fields set and every other byte zero."""
+        buf = bytearray(self.size)
+        fields = self.fields
         for name, value in values.items():
-            if name not in merged:
+            f = fields.get(name)
+            if f is None:
                 raise KeyError(f"{self.name} has no field {name}")
             if isinstance(value, bytes | bytearray):
-                if len(value) > self.fields[name].width:
-                    raise ValueError(
-                        f"{self.name}.{name}: {len(value)} bytes > {self.fields[name].width}"
-                    )
-                merged[name] = bytes(value)
+                if len(value) > f.width:
+                    raise ValueError(f"{self.name}.{name}: {len(value)} bytes > {f.width}")
+                buf[f.offset : f.offset + len(value)] = value
             else:
-                merged[name] = value & self._masks[name]
-        return self._struct.pack(*(merged[n] for n in self._names))
+                self._field_structs[name].pack_into(buf, f.offset, value & self._masks[name])
+        return bytes(buf)
 
     def pack_values(self, *values: int | bytes) -> bytes:
         """Pack values given in declaration (offset) order, without checks; for hot paths

@@ -41,7 +41,7 @@ from unicorn import (
     UC_TLB_VIRTUAL,
 )
 from unicorn import arm64_const as A
-from unicorn.unicorn import Uc, UcContext, UcError
+from unicorn.unicorn import Uc, UcError
 from unicorn.unicorn_const import UC_CTL_IO_WRITE, UC_CTL_TLB_FLUSH
 
 from .faults import AccessKind, ArchFault
@@ -157,6 +157,7 @@ class ExecutionEngine:
         uc.hook_add(UC_HOOK_INTR, self._intr)
         uc.hook_add(UC_HOOK_MEM_READ_UNMAPPED | UC_HOOK_MEM_WRITE_UNMAPPED
                     | UC_HOOK_MEM_FETCH_UNMAPPED, self._unmapped)
+        self._context: Any = None
         self.stage2: Stage2Config | None = None
         self.stage1_hook: Callable[[int, AccessKind], int] | None = None
         self._stop: Stop | None = None
@@ -360,11 +361,21 @@ class ExecutionEngine:
 
     # ------------------------------------------------------------------ context
     def save_context(self) -> bytes:
-        return bytes(self.uc.context_save())
+        """The vCPU's register state as bytes (to be stored in the REC's granules)."""
+        ctx = self._context
+        if ctx is None:
+            ctx = self._context = self.uc.context_save()
+        else:
+            self.uc.context_update(ctx)
+        return ctypes.string_at(ctx.context, ctx.size)
 
     def restore_context(self, blob: bytes) -> None:
-        ctx = UcContext.__new__(UcContext)
-        ctx.__setstate__((blob, len(blob), UC_ARCH_ARM64, UC_MODE_ARM))
+        ctx = self._context
+        if ctx is None:
+            ctx = self._context = self.uc.context_save()
+        if len(blob) != ctx.size:
+            raise ValueError("vCPU context of the wrong size")
+        ctypes.memmove(ctx.context, blob, len(blob))
         self.uc.context_restore(ctx)
 
     def reset_context(self, pc: int, gprs: list[int], mpidr: int) -> None:

@@ -8,8 +8,9 @@ sees them: RD and REC granules are in the Realm PAS and a Non-secure read faults
 from __future__ import annotations
 
 import enum
+import struct
 from dataclasses import dataclass, field
-from typing import cast
+from typing import ClassVar, cast
 
 from ..arch.pe import ProcessingElement
 from ..arch.security import PhysicalAddressSpace as Pas
@@ -192,19 +193,105 @@ REC_LAYOUT = Layout(
 PSTATE_EL1H_DAIF = 0x3C5  # EL1h, D, A, I, F masked
 
 
-@dataclass
-class Rec:
-    """A REC loaded from its granule. ``gprs`` are the REC's x0..x30."""
+_GPRS = struct.Struct("<31Q")
 
-    pa: int
-    owner: int
-    rec_idx: int
-    mpidr: int
-    flags: int
-    pc: int
-    pstate: int
-    gprs: list[int]
-    values: dict[str, int | bytes]
+
+class Rec:
+    """A REC, held as the image of its granule. Integer fields are read and written in
+    place (``rec["name"]``); ``gprs`` (x0..x30 of the initial / reset state) is unpacked on
+    load and packed back by :meth:`store`, which writes the granule."""
+
+    __slots__ = ("gprs", "image", "pa")
+    _INTS: ClassVar[dict[str, tuple[int, struct.Struct]]] = {
+        f.name: (f.offset, struct.Struct({1: "<B", 2: "<H", 4: "<I", 8: "<Q"}[f.width]))
+        for f in REC_LAYOUT.fields.values()
+        if not f.raw
+    }
+    _RAW: ClassVar[dict[str, tuple[int, int]]] = {
+        f.name: (f.offset, f.width) for f in REC_LAYOUT.fields.values() if f.raw
+    }
+
+    def __init__(self, pa: int, image: bytearray) -> None:
+        self.pa = pa
+        self.image = image
+        off = REC_LAYOUT.offset("gprs")
+        self.gprs = list(_GPRS.unpack_from(image, off))
+
+    @classmethod
+    def new(cls, pa: int, *, owner: int, rec_idx: int, mpidr: int, flags: int, pc: int,
+            pstate: int, gprs: list[int], num_aux: int, aux: bytes) -> Rec:
+        rec = cls(pa, bytearray(REC_LAYOUT.size))
+        rec.gprs = list(gprs) + [0] * (31 - len(gprs))
+        for name, value in (("owner", owner), ("rec_idx", rec_idx), ("mpidr", mpidr),
+                            ("flags", flags), ("pc", pc), ("pstate", pstate),
+                            ("num_aux", num_aux)):
+            rec[name] = value
+        rec["aux"] = aux
+        return rec
+
+    @classmethod
+    def load(cls, pe: ProcessingElement, pa: int) -> Rec:
+        return cls(pa, bytearray(pe.read(pa, REC_LAYOUT.size, Pas.REALM)))
+
+    def store(self, pe: ProcessingElement) -> None:
+        _GPRS.pack_into(self.image, REC_LAYOUT.offset("gprs"),
+                        *(g & ((1 << 64) - 1) for g in self.gprs))
+        pe.write(self.pa, bytes(self.image), Pas.REALM)
+
+    # ------------------------------------------------------------------ fields
+    def __getitem__(self, name: str) -> int:
+        off, st = self._INTS[name]
+        return int(st.unpack_from(self.image, off)[0])
+
+    def __setitem__(self, name: str, value: int | bytes) -> None:
+        if isinstance(value, int):
+            off, st = self._INTS[name]
+            st.pack_into(self.image, off, value & ((1 << (8 * st.size)) - 1))
+        else:
+            off, width = self._RAW[name]
+            if len(value) > width:
+                raise ValueError(f"REC field {name} holds {width} bytes")
+            self.image[off : off + width] = bytes(value).ljust(width, b"\0")
+
+    def raw(self, name: str) -> bytes:
+        off, width = self._RAW[name]
+        return bytes(self.image[off : off + width])
+
+    @property
+    def owner(self) -> int:
+        return self["owner"]
+
+    @property
+    def rec_idx(self) -> int:
+        return self["rec_idx"]
+
+    @property
+    def mpidr(self) -> int:
+        return self["mpidr"]
+
+    @property
+    def flags(self) -> int:
+        return self["flags"]
+
+    @flags.setter
+    def flags(self, value: int) -> None:
+        self["flags"] = value
+
+    @property
+    def pc(self) -> int:
+        return self["pc"]
+
+    @pc.setter
+    def pc(self, value: int) -> None:
+        self["pc"] = value
+
+    @property
+    def pstate(self) -> int:
+        return self["pstate"]
+
+    @pstate.setter
+    def pstate(self, value: int) -> None:
+        self["pstate"] = value
 
     @property
     def runnable(self) -> bool:
@@ -214,48 +301,8 @@ class Rec:
     def psci_pending(self) -> bool:
         return bool(self.flags & REC_PSCI_PENDING)
 
-    def __getitem__(self, name: str) -> int:
-        value = self.values[name]
-        assert isinstance(value, int)
-        return value
-
-    def __setitem__(self, name: str, value: int | bytes) -> None:
-        self.values[name] = value
-
     @property
     def aux(self) -> list[int]:
-        raw = self.values["aux"]
-        assert isinstance(raw, bytes)
         n = self["num_aux"]
-        return [int.from_bytes(raw[8 * i : 8 * i + 8], "little") for i in range(n)]
-
-    @classmethod
-    def load(cls, pe: ProcessingElement, pa: int) -> Rec:
-        v = REC_LAYOUT.unpack(pe.read(pa, 4096, Pas.REALM))
-        raw = v["gprs"]
-        assert isinstance(raw, bytes)
-        gprs = [int.from_bytes(raw[8 * i : 8 * i + 8], "little") for i in range(31)]
-        return cls(
-            pa,
-            int(v["owner"]),
-            int(v["rec_idx"]),
-            int(v["mpidr"]),
-            int(v["flags"]),
-            int(v["pc"]),
-            int(v["pstate"]),
-            gprs,
-            v,
-        )
-
-    def store(self, pe: ProcessingElement) -> None:
-        values = dict(self.values)
-        values.update(
-            owner=self.owner,
-            rec_idx=self.rec_idx,
-            mpidr=self.mpidr,
-            flags=self.flags,
-            pc=self.pc,
-            pstate=self.pstate,
-            gprs=b"".join(g.to_bytes(8, "little") for g in self.gprs),
-        )
-        pe.write(self.pa, REC_LAYOUT.pack(values), Pas.REALM)
+        off = REC_LAYOUT.offset("aux")
+        return list(struct.unpack_from(f"<{n}Q", self.image, off))

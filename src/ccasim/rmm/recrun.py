@@ -4,6 +4,7 @@ exit reasons (§7.2)."""
 from __future__ import annotations
 
 import enum
+import struct
 
 from ..layout import Field, Layout
 
@@ -61,7 +62,8 @@ class RecExitReason(enum.IntEnum):
 
 
 def words(raw: bytes, count: int) -> list[int]:
-    return [int.from_bytes(raw[8 * i : 8 * i + 8], "little") for i in range(count)]
+    """The first ``count`` little-endian 64-bit words of ``raw``."""
+    return list(struct.unpack_from(f"<{count}Q", raw))
 
 
 def pack_words(values: list[int]) -> bytes:

@@ -400,7 +400,7 @@ class RecRunner:
         if ran:
             engine, rec = ctx.engine, ctx.rec
             values["gicv3_hcr"] = rec["gicv3_hcr"]
-            values["gicv3_lrs"] = rec.values["gicv3_lrs"]
+            values["gicv3_lrs"] = rec.raw("gicv3_lrs")
             values["cntp_ctl"] = engine.sysreg(CNTP_CTL_EL0)
             values["cntp_cval"] = engine.sysreg(CNTP_CVAL_EL0)
             values["cntv_ctl"] = engine.sysreg(CNTV_CTL_EL0)

@@ -14,7 +14,6 @@ from ..granules import REFCOUNT_MAX, GranuleState
 from ..objects import (
     NUM_REC_AUX,
     PSTATE_EL1H_DAIF,
-    REC_LAYOUT,
     REC_PSCI_PENDING,
     REC_PSCI_RESULT_PENDING,
     REC_RESET_PENDING,
@@ -166,18 +165,17 @@ def rmi_rec_create(rmm: Rmm, pe: ProcessingElement, args: Sequence[int]) -> tupl
     flags = int(p["flags"])
     pc = int(p["pc"])
     gprs8 = words(p["gprs"], 8)  # type: ignore[arg-type]
-    values = REC_LAYOUT.unpack(bytes(4096))
-    values.update(num_aux=num_aux, aux=p["aux"])
-    rec = Rec(
+    rec = Rec.new(
         rec_pa,
-        rd,
-        realm.rec_count,
-        realm_vmpidr(mpidr),
-        REC_RUNNABLE if flags & 1 else 0,
-        pc,
-        PSTATE_EL1H_DAIF,
-        gprs8 + [0] * 23,
-        values,
+        owner=rd,
+        rec_idx=realm.rec_count,
+        mpidr=realm_vmpidr(mpidr),
+        flags=REC_RUNNABLE if flags & 1 else 0,
+        pc=pc,
+        pstate=PSTATE_EL1H_DAIF,
+        gprs=gprs8,
+        num_aux=num_aux,
+        aux=p["aux"],  # type: ignore[arg-type]
     )
     rec.store(pe)
     if flags & 1:
@@ -335,7 +333,7 @@ def rmi_rec_enter(rmm: Rmm, pe: ProcessingElement, args: Sequence[int]) -> tuple
         ENTER["rec_gicv3"].fail()
     # E-1: the GIC state is copied before the SEA / MMIO validity checks.
     rec["gicv3_hcr"] = hcr
-    rec["gicv3_lrs"] = enter["gicv3_lrs"]
+    rec["gicv3_lrs"] = bytes(enter["gicv3_lrs"])
     flags = int(enter["flags"])
     esr = rec["last_esr"]
     is_dabt = (esr >> ESR_EC_SHIFT) & 0x3F == EC_DABT_LOWER

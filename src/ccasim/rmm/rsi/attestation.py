@@ -44,8 +44,7 @@ def _token(ctx: RunContext) -> bytes:
     builder = ctx.rmm.token_builder
     if builder is None:
         raise RsiError(RsiStatus.ERROR_UNKNOWN, "no_token_builder")
-    challenge = rec.values["challenge"]
-    assert isinstance(challenge, bytes)
+    challenge = rec.raw("challenge")
     try:
         token = builder(ctx.pe, ctx.realm, challenge)
     except Exception:
