@@ -158,6 +158,7 @@ class ExecutionEngine:
         uc.hook_add(UC_HOOK_MEM_READ_UNMAPPED | UC_HOOK_MEM_WRITE_UNMAPPED
                     | UC_HOOK_MEM_FETCH_UNMAPPED, self._unmapped)
         self._context: Any = None
+        self._code_generation = memory.code_generation
         self.stage2: Stage2Config | None = None
         self.stage1_hook: Callable[[int, AccessKind], int] | None = None
         self._stop: Stop | None = None
@@ -225,6 +226,12 @@ class ExecutionEngine:
         except Exception as fault:  # a stage-1 fault (or any walker error)
             self._stop = Stop(StopKind.ABORT, self.pc, fault, vaddr, kind)
             return False
+        if kind is AccessKind.FETCH:
+            # Remember code pages: writes to them from outside the emulator must drop the
+            # translation-block cache (see PhysicalMemory.code_pages).
+            self.memory.code_pages.add(pa >> 12)
+        else:
+            perms &= ~UC_PROT_EXEC  # a later fetch comes back here and is recorded
         entry.paddr = pa & ~(UC_PAGE - 1)
         entry.perms = perms
         return True
@@ -264,6 +271,9 @@ class ExecutionEngine:
     # ------------------------------------------------------------------ running
     def run(self) -> Stop:
         """Run from the current PC until something stops the guest."""
+        if self.memory.code_generation != self._code_generation:
+            self._code_generation = self.memory.code_generation
+            self.uc.ctl_flush_tb()
         self._stop = None
         self.timer_fired = False
         self.run_generation += 1

@@ -123,6 +123,11 @@ class PhysicalMemory:
                     r.size,
                     flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _MAP_NORESERVE,
                 )
+        # Granules from which some execution engine has translated guest code, and a
+        # generation number bumped whenever memory is written behind the emulators' backs
+        # over such a granule (their translation-block caches must then be dropped).
+        self.code_pages: set[int] = set()
+        self.code_generation = 0
         # Fast path for the hot DRAM lookup: (base, end, buffer) triples.
         self._dram = sorted(
             (
@@ -184,6 +189,14 @@ class PhysicalMemory:
             raise ExternalAbort(pa, pas, state, AccessKind.READ, "device rejected the access")
         return device.mmio_read(off, size).to_bytes(size, "little")
 
+    def _code_written(self, pa: int, size: int) -> None:
+        """Writes that bypass the emulator over translated code invalidate its TBs."""
+        pages = self.code_pages
+        first, last = pa >> GRANULE_SHIFT, (pa + max(size, 1) - 1) >> GRANULE_SHIFT
+        if any(g in pages for g in range(first, last + 1)):
+            self.code_generation += 1
+            pages.clear()
+
     def write(
         self,
         pa: int,
@@ -192,6 +205,8 @@ class PhysicalMemory:
         state: SecurityState = SecurityState.ROOT,
     ) -> None:
         size = len(data)
+        if self.code_pages:
+            self._code_written(pa, size)
         buf, off, region = self._locate(pa, size, AccessKind.WRITE, pas, state)
         if buf is not None:
             buf[off : off + size] = data
@@ -220,6 +235,8 @@ class PhysicalMemory:
         pas: PhysicalAddressSpace = PhysicalAddressSpace.ROOT,
         state: SecurityState = SecurityState.ROOT,
     ) -> None:
+        if self.code_pages:
+            self._code_written(pa, 8)
         for base, end, buf in self._dram:
             if base <= pa and pa + 8 <= end:
                 _U64.pack_into(buf, pa - base, value)
@@ -233,6 +250,8 @@ class PhysicalMemory:
     def zero(self, pa: int, size: int) -> None:
         """Zero DRAM. Whole host pages are dropped (they read back as zero and cost no
         memory); the rest is overwritten."""
+        if self.code_pages:
+            self._code_written(pa, size)
         buf, off, _ = self._locate(
             pa, size, AccessKind.WRITE, PhysicalAddressSpace.ROOT, SecurityState.ROOT
         )
