@@ -228,7 +228,7 @@ class RealmBuilder:
         vmid: int = 1,
         hash_algo: int = 0,
         rtt_level_start: int | None = None,
-        **extra: int,
+        **extra: int | bytes,
     ) -> RealmHandle:
         sl = default_start_level(s2sz) if rtt_level_start is None else rtt_level_start
         n = num_root_tables(s2sz, sl)
