@@ -28,6 +28,7 @@ from typing import Any
 
 from unicorn import (
     UC_ARCH_ARM64,
+    UC_HOOK_INSN,
     UC_HOOK_INTR,
     UC_HOOK_MEM_FETCH_UNMAPPED,
     UC_HOOK_MEM_READ_UNMAPPED,
@@ -67,7 +68,6 @@ CNTV_CTL_EL0 = (14, 3, 3, 3, 1)
 CNTV_CVAL_EL0 = (14, 3, 3, 3, 2)
 CNTP_CTL_EL0 = (14, 2, 3, 3, 1)
 CNTP_CVAL_EL0 = (14, 2, 3, 3, 2)
-VMPIDR_EL2 = (0, 0, 3, 4, 5)
 
 PSTATE_EL1H_DAIF = 0x3C5
 SCTLR_EL1_RESET = 0x30D0_0800  # RES1 bits; MMU and caches off
@@ -155,6 +155,10 @@ class ExecutionEngine:
         uc.ctl_set_exits([])
         uc.hook_add(UC_HOOK_TLB_FILL, self._fill)
         uc.hook_add(UC_HOOK_INTR, self._intr)
+        # MRS of MPIDR_EL1 returns the vCPU's virtual MPIDR (VMPIDR_EL2), which Unicorn
+        # cannot hold itself.
+        uc.hook_add(UC_HOOK_INSN, self._mrs, None, 1, 0, A.UC_ARM64_INS_MRS)
+        self.vmpidr = 0x8000_0000
         uc.hook_add(UC_HOOK_MEM_READ_UNMAPPED | UC_HOOK_MEM_WRITE_UNMAPPED
                     | UC_HOOK_MEM_FETCH_UNMAPPED, self._unmapped)
         self._context: Any = None
@@ -252,6 +256,12 @@ class ExecutionEngine:
     def _mmio_write(self, uc: Uc, offset: int, size: int, value: int, base: int) -> None:
         self.memory.write(base + offset, (value & ((1 << (8 * size)) - 1)).to_bytes(size,
                                                                                     "little"))
+
+    def _mrs(self, uc: Uc, reg: int, cp: Any, _ud: Any) -> int:
+        if (cp.op0, cp.op1, cp.crn, cp.crm, cp.op2) == (3, 0, 0, 0, 5):  # MPIDR_EL1
+            uc.reg_write(reg, self.vmpidr)
+            return 1
+        return 0
 
     # ------------------------------------------------------------------ exceptions
     def _intr(self, uc: Uc, intno: int, _ud: Any) -> None:
@@ -397,6 +407,5 @@ class ExecutionEngine:
         uc.reg_write(A.UC_ARM64_REG_SP_EL0, 0)
         uc.reg_write(A.UC_ARM64_REG_SP_EL1, 0)
         self.set_sysreg(SCTLR_EL1, SCTLR_EL1_RESET)
-        self.set_sysreg(VMPIDR_EL2, mpidr)
         self.set_pstate(PSTATE_EL1H_DAIF)
         self.pc = pc

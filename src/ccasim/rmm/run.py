@@ -120,6 +120,7 @@ class RecRunner:
     # ------------------------------------------------------------------ context
     def _load_context(self, ctx: RunContext) -> None:
         rec, engine, pe = ctx.rec, ctx.engine, ctx.pe
+        engine.vmpidr = rec.mpidr
         if rec.flags & REC_CONTEXT_VALID:
             length = rec["context_len"]
             blob = b"".join(pe.read(a, GRANULE_SIZE, Pas.REALM) for a in rec.aux[:CONTEXT_AUX])
