@@ -24,6 +24,7 @@ from .firmware.psci import Psci
 from .firmware.rmmd import Rmmd
 from .rmm import Rmm
 from .rmm.features import RmmFeatures
+from .trace import Tracer
 
 _DEFAULT_EL = {
     SecurityState.NON_SECURE: 2,
@@ -199,6 +200,7 @@ class Platform:
         self.firme = FirmeService(self.monitor)
         self.cpus = [Cpu(pe) for pe in self.pes]
         self.el3 = El3Port(self)
+        self.tracer: Tracer | None = None
         self._cold_boot()
 
     def _cold_boot(self) -> None:
@@ -225,6 +227,15 @@ class Platform:
     @property
     def pa_bits(self) -> int:
         return self.config.pa_bits
+
+    def attach_tracer(self, tracer: Tracer | None) -> None:
+        """Record a trace of SMCs, world switches, REC runs, GPT transitions and faults."""
+        self.tracer = tracer
+        self.monitor.tracer = tracer
+        self.monitor.gpt.tracer = tracer
+        self.rmm.tracer = tracer
+        for pe in self.pes:
+            pe.tracer = tracer
 
     def region(self, name: str) -> Region:
         return self.memory_map[name]

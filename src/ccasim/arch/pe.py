@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from .faults import (
     AccessKind,
@@ -87,6 +88,7 @@ class ProcessingElement:
         self.el = 3
         self.gpc = GranuleProtectionChecker(memory, pa_bits)
         self.maintenance_log: list[MaintenanceOp] | None = None
+        self.tracer: Any = None  # a ccasim.trace.Tracer when tracing
         self.smc_vector: Callable[[ProcessingElement], None] | None = None
         parange = {bits: enc for enc, bits in PARANGE_BITS.items()}[pa_bits]
         self._l0gptsz = l0gptsz
@@ -241,6 +243,11 @@ class ProcessingElement:
         )
         if to_el3:
             self.sysregs["MFAR_EL3"] = fault.mfar_el3
+        if self.tracer is not None:
+            self.tracer.instant(type(fault).__name__, "fault", self.index, {
+                "pa": hex(fault.pa), "pas": fault.pas.name,
+                "state": fault.security_state.name, "access": str(fault.access),
+                "level": fault.level})
 
     # ------------------------------------------------------------------ RME maintenance
     def _el3_only(self, what: str) -> None:

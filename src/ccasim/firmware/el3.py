@@ -19,6 +19,7 @@ from ..arch.memory import MemoryMap
 from ..arch.pe import ProcessingElement
 from ..arch.security import SecurityState, scr_for, state_from_scr
 from ..config import PlatformConfig
+from ..trace import Tracer, fid_name
 from . import smccc
 from .gpt_lib import GptLib
 
@@ -76,6 +77,7 @@ class Monitor:
             for pe in pes
         }
         self.services: list[Service] = []
+        self.tracer: Tracer | None = None
         self._routes: dict[int, Service | None] = {}
         self.smc_count = 0
         for pe in pes:
@@ -109,6 +111,9 @@ class Monitor:
         self.smc_count += 1
         caller = self.caller_state(pe)
         fid = pe.x[0] & 0xFFFE_FFFF  # w0, SVE hint (bit 16) cleared
+        tracer = self.tracer
+        if tracer is not None:
+            begin, args = tracer.now(), [hex(v) for v in pe.x[1:6]]
         service = self.route(fid)
         if service is None:
             results: Results = (smccc.SMC_UNKNOWN,)
@@ -116,6 +121,10 @@ class Monitor:
             results = service.handler(pe, caller, fid)
         if results is not None:
             self.return_to_caller(pe, results)
+        if tracer is not None:
+            tracer.span(fid_name(fid), "smc", pe.index, begin, {
+                "caller": caller.name, "args": args, "x0": hex(pe.x[0]),
+                "results": [hex(v) for v in pe.x[1:4]]})
 
     def return_to_caller(self, pe: ProcessingElement, results: tuple[int, ...]) -> None:
         for i, value in enumerate(results):
@@ -130,6 +139,8 @@ class Monitor:
 
     def restore_world(self, pe: ProcessingElement, state: SecurityState) -> None:
         """Load ``state``'s saved context and program SCR_EL3 for it (still at EL3)."""
+        if self.tracer is not None:
+            self.tracer.instant(f"world switch -> {state.name}", "world", pe.index, {})
         ctx = self.contexts[pe.index][state]
         pe.x = list(ctx.x)
         pe.sysregs["SPSR_EL3"] = ctx.spsr

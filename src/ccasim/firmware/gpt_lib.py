@@ -49,6 +49,7 @@ from ..arch.pe import ProcessingElement, rpa_operand
 from ..arch.security import PhysicalAddressSpace as Pas
 from ..arch.security import SecurityState
 from ..config import EL3_DATA_SIZE, PlatformConfig
+from ..trace import Tracer
 
 _PAS_GPI = {
     Pas.SECURE: Gpi.SECURE,
@@ -96,6 +97,7 @@ class GptLib:
         self._locks: dict[int, threading.Lock] = {}
         self._dram = [r for r in memory_map if r.kind is RegionKind.DRAM]
         self.transitions = 0
+        self.tracer: Tracer | None = None
 
     # ------------------------------------------------------------------ geometry helpers
     def l1_slot(self, l0_index: int) -> int:
@@ -215,6 +217,10 @@ class GptLib:
             else:
                 self._delegate(pe, entry_pa, pa, current, target_gpi)
         self.transitions += 1
+        if self.tracer is not None:
+            self.tracer.instant("GPT transition", "gpt", pe.index, {
+                "pa": hex(pa), "from": Gpi(current).name, "to": Gpi(target_gpi).name,
+                "caller": caller.name})
         return 0
 
     def check_many(

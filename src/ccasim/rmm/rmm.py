@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from ..arch.pe import ProcessingElement
 from ..firmware import smccc
 from ..firmware.errors import ERmmBoot
+from ..trace import Tracer
 from .boot import BootError, BootInfo, read_manifest, validate_boot_args
 from .errors import RmiError
 from .features import RmmFeatures
@@ -47,6 +48,7 @@ class Rmm:
         # layer installs one): (pe, realm, challenge) -> CCA token bytes.
         self.token_builder: Callable[[ProcessingElement, Realm, bytes], bytes] | None = None
         self.last_rsi_error: Exception | None = None
+        self.tracer: Tracer | None = None
         self.stage2_listeners: list[Callable[[int, int, int], None]] = []
 
     # ------------------------------------------------------------------ EL3 -> RMM

@@ -30,6 +30,7 @@ from ..arch.memory import GRANULE_SIZE
 from ..arch.pe import ProcessingElement
 from ..arch.security import PhysicalAddressSpace as Pas
 from ..arch.stage2 import Stage2Config, Stage2Fault
+from ..trace import fid_name
 from . import psci, s2tt
 from .context import EmulatedAbort, RecExit, RunContext
 from .objects import (
@@ -152,6 +153,8 @@ class RecRunner:
             enter: dict[str, int | bytes]) -> dict[str, int | bytes]:
         engine = self.engine(pe)
         ctx = RunContext(self.rmm, pe, engine, realm, rec)
+        tracer = self.rmm.tracer
+        begin = tracer.now() if tracer is not None else 0.0
         saved_el = pe.el
         pe.set_el(1)
         try:
@@ -171,6 +174,10 @@ class RecRunner:
         finally:
             pe.set_el(saved_el)
         rec.store(pe)
+        if tracer is not None:
+            tracer.span(f"REC {rec.rec_idx} runs", "rec", pe.index, begin, {
+                "rec": hex(rec.pa), "exit_reason": RecExitReason(int(values["exit_reason"])).name,
+                "esr": hex(int(values["esr"])), "hpfar": hex(int(values["hpfar"]))})
         return values
 
     def _complete_entry(self, ctx: RunContext, flags: int,
@@ -291,6 +298,10 @@ class RecRunner:
     def _smc(self, ctx: RunContext) -> RecExit | None:
         engine = ctx.engine
         fid = engine.x(0) & 0xFFFE_FFFF  # SVE hint stripped
+        tracer = self.rmm.tracer
+        if tracer is not None:
+            tracer.instant(fid_name(fid), "rsi", ctx.pe.index,
+                           {"args": [hex(v) for v in engine.xs(1, 4)]})
         try:
             if is_rsi(fid):
                 return rsi_dispatch(ctx, fid)
