@@ -1,5 +1,7 @@
 """ccasim: an executable model of the Arm Confidential Compute Architecture."""
 
+__version__ = "0.1.0"
+
 from .arch import (
     ExternalAbort,
     GptAddressSizeFault,
@@ -11,8 +13,6 @@ from .arch import (
 )
 from .config import ConfigError, PlatformConfig
 from .platform import Platform
-
-__version__ = "0.1.0"
 
 __all__ = [
     "ConfigError",

@@ -12,12 +12,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from . import __version__
 from .arch.gpt import Gpi
 from .arch.memory import PhysicalMemory, Region
 from .arch.pe import MASK64, ProcessingElement
 from .arch.pl011 import Pl011
 from .arch.security import PhysicalAddressSpace, SecurityState, scr_for
 from .config import RMM_PRIVATE_BASE, PlatformConfig
+from .firmware.attestation import PlatformAttestation
 from .firmware.el3 import SCR_BASE, FirmwareError, Monitor
 from .firmware.firme import FirmeService
 from .firmware.psci import Psci
@@ -133,6 +135,10 @@ class El3Port(WorldPort):
         gpi, _level = self.pe.gpc.lookup(pa)
         return Gpi(gpi)
 
+    def cpak_public_pem(self) -> str:
+        """The platform attestation public key (PEM), to verify platform tokens."""
+        return self.platform.attestation.cpak_public_pem()
+
     def gpt_summary(self) -> list[tuple[Region, dict[int, int]]]:
         """Per memory-map region, granule counts by GPI, from a software walk at EL3."""
         with self._running() as pe:
@@ -194,8 +200,10 @@ class Platform:
             ),
             self.memory.buffer("rmm"),
             RMM_PRIVATE_BASE,
+            token_format="legacy" if self.config.token_format == "legacy" else "cmw",
         )
-        self.rmmd = Rmmd(self.monitor, self.rmm)
+        self.attestation = PlatformAttestation(self.config, __version__)
+        self.rmmd = Rmmd(self.monitor, self.rmm, self.attestation)
         self.psci = Psci(self.monitor)
         self.firme = FirmeService(self.monitor)
         self.cpus = [Cpu(pe) for pe in self.pes]

@@ -21,6 +21,7 @@ from ..arch.pe import ProcessingElement
 from ..arch.security import PhysicalAddressSpace as Pas
 from ..arch.security import SecurityState
 from . import boot_manifest, smccc
+from .attestation import PlatformAttestation
 from .el3 import FirmwareError, Monitor, Results
 from .errors import ERmm, ERmmBoot, gpt_errno_to_rmm
 
@@ -38,9 +39,13 @@ class RealmManagementMonitor(Protocol):
 
 
 class Rmmd:
-    def __init__(self, monitor: Monitor, rmm: RealmManagementMonitor) -> None:
+    def __init__(self, monitor: Monitor, rmm: RealmManagementMonitor,
+                 attestation: PlatformAttestation | None = None) -> None:
         self.monitor = monitor
         self.rmm = rmm
+        self.attestation = attestation
+        self._plat_token = b""
+        self._plat_token_sent = 0
         region = monitor.memory_map["rmm"]
         self.shared_buffer = region.end - GRANULE_SIZE
         self.boot_status: dict[int, int] = {}
@@ -134,11 +139,56 @@ class Rmmd:
             self._boot_result = smccc.to_signed(pe.x[1])
             self.monitor.save_world(pe, SecurityState.REALM)
             return None  # stay at EL3: the boot flow resumes in :meth:`boot`
+        if fid == smccc.RMM_ATTEST_GET_REALM_KEY:
+            return self.get_realm_key(pe, pe.x[1], pe.x[2], pe.x[3])
+        if fid == smccc.RMM_ATTEST_GET_PLAT_TOKEN:
+            return self.get_plat_token(pe, pe.x[1], pe.x[2], pe.x[3])
         if fid == smccc.RMM_GTSI_DELEGATE:
             return (smccc.to_u64(self.gtsi(pe, caller, pe.x[1], Gpi.REALM)),)
         if fid == smccc.RMM_GTSI_UNDELEGATE:
             return (smccc.to_u64(self.gtsi(pe, caller, pe.x[1], Gpi.NON_SECURE)),)
         return (smccc.SMC_UNKNOWN,)
+
+    # ------------------------------------------------------------------ attestation
+    def _check_buffer(self, buf: int, size: int) -> int:
+        """The RMM may only name the shared buffer (rmm-abi §12.2)."""
+        if buf != self.shared_buffer or size == 0 or size > GRANULE_SIZE:
+            return ERmm.INVAL
+        return ERmm.OK
+
+    def get_realm_key(self, pe: ProcessingElement, buf: int, size: int, curve: int) -> Results:
+        """RMM_ATTEST_GET_REALM_KEY: the RAK (P-384 only: curve 0) into the shared buffer."""
+        if self.attestation is None:
+            return (smccc.to_u64(ERmm.UNK),)
+        if curve != 0:
+            return (smccc.to_u64(ERmm.INVAL), 0)
+        key = self.attestation.rak_private_bytes()
+        if self._check_buffer(buf, size) or size < len(key):
+            return (smccc.to_u64(ERmm.INVAL), 0)
+        pe.write(buf, key, Pas.REALM)
+        return (ERmm.OK, len(key))
+
+    def get_plat_token(self, pe: ProcessingElement, buf: int, size: int,
+                       hash_size: int) -> Results:
+        """RMM_ATTEST_GET_PLAT_TOKEN: the first call (x3 = challenge length, the challenge
+        at the start of the buffer) builds the token; each call copies the next hunk.
+        Returns x1 = hunk length, x2 = bytes remaining."""
+        if self.attestation is None:
+            return (smccc.to_u64(ERmm.UNK),)
+        if self._check_buffer(buf, size):
+            return (smccc.to_u64(ERmm.INVAL), 0, 0)
+        if hash_size:
+            if hash_size not in (32, 48, 64):
+                return (smccc.to_u64(ERmm.INVAL), 0, 0)
+            challenge = pe.read(buf, hash_size, Pas.REALM)
+            self._plat_token = self.attestation.platform_token(challenge)
+            self._plat_token_sent = 0
+        elif not self._plat_token:
+            return (smccc.to_u64(ERmm.INVAL), 0, 0)
+        hunk = self._plat_token[self._plat_token_sent : self._plat_token_sent + size]
+        pe.write(buf, hunk, Pas.REALM)
+        self._plat_token_sent += len(hunk)
+        return (ERmm.OK, len(hunk), len(self._plat_token) - self._plat_token_sent)
 
     def gtsi(self, pe: ProcessingElement, caller: SecurityState, pa: int, target: int) -> int:
         """One-granule GTSI transition; E_RMM_OK, BAD_ADDR or BAD_PAS."""

@@ -187,6 +187,7 @@ REC_LAYOUT = Layout(
         Field("challenge", 0x400, 64, raw=True),
         Field("num_aux", 0x800, 8),
         Field("aux", 0x808, NUM_REC_AUX * 8, raw=True),
+        Field("meas_snapshot", 0x900, MEASUREMENT_SLOTS * SLOT_SIZE, raw=True),
     ],
 )
 

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import mmap
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from ..arch.pe import ProcessingElement
 from ..firmware import smccc
 from ..firmware.errors import ERmmBoot
 from ..trace import Tracer
+from .attestation import AttestationUnavailable, RealmAttestation
 from .boot import BootError, BootInfo, read_manifest, validate_boot_args
 from .errors import RmiError
 from .features import RmmFeatures
@@ -33,7 +34,11 @@ if TYPE_CHECKING:
 
 class Rmm:
     def __init__(
-        self, features: RmmFeatures, private_memory: mmap.mmap, tracker_offset: int
+        self,
+        features: RmmFeatures,
+        private_memory: mmap.mmap,
+        tracker_offset: int,
+        token_format: Literal["cmw", "legacy"] = "cmw",
     ) -> None:
         self.features = features
         self._private = private_memory
@@ -46,7 +51,11 @@ class Rmm:
         self.runner: RecRunnerType | None = None
         # Builds the attestation token for RSI_ATTESTATION_TOKEN_CONTINUE (the attestation
         # layer installs one): (pe, realm, challenge) -> CCA token bytes.
-        self.token_builder: Callable[[ProcessingElement, Realm, bytes], bytes] | None = None
+        self.token_builder: Callable[
+            [ProcessingElement, Realm, bytes, list[bytes]], bytes
+        ] | None = None
+        self.attestation = RealmAttestation(token_format)
+        self.attestation_error: str | None = None
         self.last_rsi_error: Exception | None = None
         self.tracer: Tracer | None = None
         self.stage2_listeners: list[Callable[[int, int, int], None]] = []
@@ -64,6 +73,11 @@ class Rmm:
             self.boot_info = BootInfo(num_cpus, version, info.dram_banks, info.console_base)
             self.tracker = GranuleTracker(self._private, self._tracker_offset, info.dram_banks)
             self.booted_cpus.add(cpu_id)
+            try:
+                self.attestation.initialise(self.el3_call, pe, shared)
+                self.token_builder = self.attestation.build
+            except AttestationUnavailable as err:  # the RMM runs; tokens cannot be made
+                self.attestation_error = str(err)
         except BootError as err:
             status = err.status
         self._el3_call(pe, smccc.RMM_BOOT_COMPLETE, smccc.to_u64(status))

@@ -27,6 +27,8 @@ def rsi_attestation_token_init(ctx: RunContext) -> RecExit | None:
     rec["challenge"] = b"".join(w.to_bytes(8, "little") for w in words)
     rec["token_len"] = 0
     rec["token_copied"] = 0
+    # The claims (a snapshot of the measurements) are fixed now (rmm-abi §11.2).
+    rec["meas_snapshot"] = b"".join(ctx.realm.measurements)
     rec.flags |= REC_TOKEN_INIT
     ctx.results(RsiStatus.SUCCESS, max(TOKEN_BUFFER_UPPER_BOUND, 2 * GRANULE_SIZE))
     return None
@@ -45,8 +47,10 @@ def _token(ctx: RunContext) -> bytes:
     if builder is None:
         raise RsiError(RsiStatus.ERROR_UNKNOWN, "no_token_builder")
     challenge = rec.raw("challenge")
+    snapshot = rec.raw("meas_snapshot")
+    measurements = [snapshot[i * 64 : (i + 1) * 64] for i in range(5)]
     try:
-        token = builder(ctx.pe, ctx.realm, challenge)
+        token = builder(ctx.pe, ctx.realm, challenge, measurements)
     except Exception:
         raise RsiError(RsiStatus.ERROR_INPUT, "token_build") from None
     if not token or len(token) > TOKEN_MAX:
