@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from ..arch.gpt import Gpi
 from ..config import ConfigError, PlatformConfig
@@ -117,6 +119,58 @@ def info(
         table.add_row(r["name"], f"{r['base']:#x}", _size(r["size"]), r["kind"], r["pas"],
                       counts)
     console.print(table)
+
+
+_VERIFY_EXIT = {"affirming": 0, "contraindicated": 1, "warning": 3}
+
+
+@app.command()
+def verify(
+    token: Annotated[Path, typer.Argument(
+        metavar="TOKEN", show_default=False,
+        help="CCA token (CBOR): tag 907 or 399, or a bare platform token")],
+    cpak: Annotated[Path | None, typer.Option(
+        "--cpak", help="CPAK public key (PEM, DER or JWK) to verify the platform signature; "
+                       "without it the platform signature is reported unverified")] = None,
+    reference: Annotated[Path | None, typer.Option(
+        "--reference", help="reference values, .json or .toml (sections realm, platform)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="EAR-shaped JSON result")] = False,
+) -> None:
+    """Verify a CCA attestation token and appraise it against reference values.
+
+    Exit status: 0 affirming, 1 contraindicated, 2 usage error (unreadable file, bad reference
+    values), 3 warning (e.g. platform signature unverified).
+    """
+    from ..attestation.verify import ReferenceValues, ReferenceValuesError, verify_token
+
+    err = Console(stderr=True)
+
+    def fail(message: str) -> typer.Exit:
+        err.print(Text.assemble(("error:", "red"), " ", message), highlight=False,
+                  soft_wrap=True)
+        return typer.Exit(2)
+
+    def read(path: Path, what: str) -> bytes:
+        try:
+            return path.read_bytes()
+        except OSError as e:
+            raise fail(f"cannot read {what} {path}: {e.strerror or e}") from None
+
+    data = read(token, "token")
+    key = read(cpak, "CPAK") if cpak is not None else None
+    refs = None
+    if reference is not None:
+        read(reference, "reference values")
+        try:
+            refs = ReferenceValues.load(reference)
+        except (ReferenceValuesError, UnicodeDecodeError) as e:
+            raise fail(f"reference values {reference}: {e}") from None
+    result = verify_token(data, cpak=key, reference=refs)
+    if as_json:
+        print(result.to_json())
+    else:
+        Console().print(result)
+    raise typer.Exit(_VERIFY_EXIT[result.status])
 
 
 def main() -> None:
