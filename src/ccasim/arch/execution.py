@@ -22,7 +22,6 @@ import ctypes
 import enum
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +47,7 @@ from unicorn.unicorn_const import UC_CTL_IO_WRITE, UC_CTL_TLB_FLUSH
 from .faults import AccessKind, ArchFault
 from .memory import PhysicalMemory, RegionKind
 from .security import PhysicalAddressSpace as Pas
+from .stage1 import Stage1Regs, translate_stage1
 from .stage2 import Stage2Config, Stage2Fault, translate_stage2
 
 if False:  # pragma: no cover - import cycle guard for type checkers only
@@ -164,7 +164,6 @@ class ExecutionEngine:
         self._context: Any = None
         self._code_generation = memory.code_generation
         self.stage2: Stage2Config | None = None
-        self.stage1_hook: Callable[[int, AccessKind], int] | None = None
         self._stop: Stop | None = None
         self.running = False
         self.run_generation = 0
@@ -193,19 +192,30 @@ class ExecutionEngine:
     def translate(self, va: int, access: AccessKind) -> tuple[int, Pas, int]:
         """The architectural translation of one guest access: (PA, PAS, Unicorn perms).
 
-        Raises Stage2Fault / Stage1Fault / GPC faults / ExternalAbort.
+        Stage 1 when the guest's MMU is on (its table walks are themselves translated by
+        stage 2 and checked by the GPC), then stage 2, then the GPC on the output address.
+        Raises Stage1Fault / Stage2Fault / GPC faults / ExternalAbort.
         """
         pe = self.pe
         write = access is AccessKind.WRITE
         fetch = access is AccessKind.FETCH
-        ipa = va
-        s1_perms = UC_PROT_ALL
-        if self.stage1_hook is not None:
-            packed = self.stage1_hook(va, access)
-            ipa, s1_perms = packed >> 3, packed & 7
         cfg = self.stage2
         if cfg is None:
             raise RuntimeError("no stage-2 context programmed")
+        ipa = va
+        s1_perms = UC_PROT_ALL
+        sctlr = self.sysreg(SCTLR_EL1)
+        if sctlr & 1:
+            pstate = self.pstate
+            regs = Stage1Regs(sctlr, self.sysreg(TCR_EL1), self.sysreg(TTBR0_EL1),
+                              self.sysreg(TTBR1_EL1), self.sysreg(MAIR_EL1))
+            s1 = translate_stage1(regs, va, el=(pstate >> 2) & 3, write=write, fetch=fetch,
+                                  pan=bool(pstate & (1 << 22)), read_desc=self._read_s1_desc,
+                                  pa_bits=cfg.ipa_bits)
+            ipa = s1.ipa
+            s1_perms = ((UC_PROT_READ if s1.readable else 0)
+                        | (UC_PROT_WRITE if s1.writable else 0)
+                        | (UC_PROT_EXEC if s1.executable else 0))
         result = translate_stage2(cfg, ipa, write=write, fetch=fetch,
                                   read_desc=self._read_table)
         pe.gpc.check(result.pa, 1, result.pas, pe.security_state, access)
@@ -215,6 +225,17 @@ class ExecutionEngine:
             | (UC_PROT_EXEC if result.executable else 0)
         )
         return result.pa, result.pas, perms
+
+    def _read_s1_desc(self, ipa: int) -> int:
+        """A stage-1 table walk access: translated by stage 2 (faults have S1PTW set) and
+        checked by the GPC."""
+        cfg = self.stage2
+        assert cfg is not None
+        r = translate_stage2(cfg, ipa, write=False, fetch=False, read_desc=self._read_table,
+                             s1ptw=True)
+        pe = self.pe
+        pe.gpc.check(r.pa, 8, r.pas, pe.security_state, AccessKind.READ)
+        return self.memory.read_u64(r.pa, r.pas, pe.security_state)
 
     def _read_table(self, pa: int) -> int:
         return self.pe.read_u64(pa, Pas.REALM)

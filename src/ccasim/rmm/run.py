@@ -253,9 +253,11 @@ class RecRunner:
         if kind in (StopKind.WFI, StopKind.WFE):
             wfe = kind is StopKind.WFE
             if (engine.trap_wfe if wfe else engine.trap_wfi):
-                esr = (EC_WFX << 26) | IL | int(wfe)
-                ctx.rec["last_esr"], ctx.rec["last_far"], ctx.rec["last_hpfar"] = esr, 0, 0
-                return RecExit(RecExitReason.SYNC, {"esr": esr})
+                # ESR_EL2 holds EC, IL, CV = 1, COND = 0b1110 and TI; the host sees only EC
+                # and TI (rmm-abi §7.2).
+                raw = (EC_WFX << 26) | IL | (1 << 24) | (0xE << 20) | int(wfe)
+                ctx.rec["last_esr"], ctx.rec["last_far"], ctx.rec["last_hpfar"] = raw, 0, 0
+                return RecExit(RecExitReason.SYNC, {"esr": (EC_WFX << 26) | int(wfe)})
             return RecExit(RecExitReason.IRQ)  # the PE waits until a physical interrupt
         if kind is StopKind.TIMESLICE:
             return RecExit(RecExitReason.IRQ)
@@ -336,7 +338,7 @@ class RecRunner:
                 w = s2tt.walk(ctx.pe, realm.geometry, ipa & ~0xFFF, 3)
                 if s2tt.ripas_of(w.kind) == Ripas.EMPTY and not w.kind.is_live:
                     self._inject_sea(ctx, stop, fetch, from_el0)
-                return None
+                    return None
                 ec = EC_IABT_LOWER if fetch else EC_DABT_LOWER
                 raw = (ec << 26) | IL | fault.fsc | (S1PTW if fault.s1ptw else 0)
                 if access is not None and not fetch:
