@@ -173,6 +173,11 @@ def verify(
     raise typer.Exit(_VERIFY_EXIT[result.status])
 
 
+# Commands defined in their own modules register themselves on ``app``.
+from . import demo as _demo  # noqa: E402, F401
+from . import run as _run  # noqa: E402, F401
+
+
 def main() -> None:
     app()
 

@@ -330,3 +330,96 @@ rsi_failed:
     mov x1, x19
     b psci_system_off
 {asciz("msg_rsi_failed", "RSI error 0x")}"""
+
+
+#: RsiHostCall.imm values of :func:`demo`: ask the host for a challenge ("CH"), hand it
+#: the token ("TK").
+CHALLENGE_HOST_CALL_IMM = 0x4843
+#: The value :func:`demo` extends REM[0] (RSI index 1) with: the hash of its "workload".
+DEMO_WORKLOAD = b"ccasim demo workload v1"
+
+
+_DEMO_HELLO = "Hello from inside the realm: the host can schedule me but not read me.\n"
+_DEMO_EXTENDED = "Extended REM[0] with the hash of my workload.\n"
+_DEMO_BYE = "Powering off.\n"
+_DEMO_CHALLENGE = "Got a fresh challenge from the verifier (via the host); asking for a token.\n"
+
+
+def demo(layout: GuestLayout, shared_ipa: int, *, token_pages: int = 2) -> Image:
+    """The ``ccasim demo`` guest.
+
+    Prints a greeting; extends REM[0] (RSI index 1) with SHA-256 of :data:`DEMO_WORKLOAD`
+    (passed in as 32 bytes computed by the host-side builder); asks the host for a fresh
+    64-byte challenge with RSI_HOST_CALL (imm :data:`CHALLENGE_HOST_CALL_IMM`: the host
+    answers in gprs[0..7]); fetches the attestation token for it; copies the token to the
+    shared (unprotected) page at ``shared_ipa`` and hands it to the host with RSI_HOST_CALL
+    (imm :data:`TOKEN_HOST_CALL_IMM`, gprs[0] = shared IPA, gprs[1] = length,
+    gprs[2] = status); then powers off."""
+    import hashlib
+
+    if not 1 << (layout.s2sz - 1) <= shared_ipa < 1 << layout.s2sz:
+        raise ValueError("the shared page must be at an unprotected IPA")
+    hc = abi.RSI_HOST_CALL_LAYOUT
+    main = f"""\
+main:
+    adr x0, msg_hello
+    bl uart_puts
+    mov x0, #1
+    mov x1, #32
+    adr x2, workload_hash
+    bl measurement_extend
+    cbnz x0, rsi_failed
+    adr x0, msg_extended
+    bl uart_puts
+    adr x21, host_call_args
+    mov x0, x21
+    mov w1, #0
+    mov x2, #{hc.size:#x}
+    bl memset
+{load_imm("w9", CHALLENGE_HOST_CALL_IMM)}    str w9, [x21, #{hc.offset("imm"):#x}]
+    mov x0, x21
+    bl host_call
+    adr x0, msg_challenge
+    bl uart_puts
+    add x0, x21, #{hc.offset("gprs0"):#x}
+    adr x1, token_buffer
+{load_imm("x2", token_pages * abi.GRANULE_SIZE)}    bl attestation_token
+    mov x19, x0
+    mov x20, x1
+    cbnz x19, token_failed
+{load_imm("x0", shared_ipa)}    adr x1, token_buffer
+    mov x2, x20
+    bl memcpy
+token_failed:
+    mov x0, x21
+    mov w1, #0
+    mov x2, #{hc.size:#x}
+    bl memset
+{load_imm("w9", TOKEN_HOST_CALL_IMM)}    str w9, [x21, #{hc.offset("imm"):#x}]
+{load_imm("x9", shared_ipa)}    str x9, [x21, #{hc.offset("gprs0"):#x}]
+    str x20, [x21, #{hc.offset("gprs1"):#x}]
+    str x19, [x21, #{hc.offset("gprs2"):#x}]
+    mov x0, x21
+    bl host_call
+    adr x0, msg_token
+    bl uart_puts
+    mov x0, x20
+    bl uart_put_hex
+    mov w0, #0x0a
+    bl uart_putc
+    adr x0, msg_bye
+    bl uart_puts
+    mov x1, x19
+    b psci_system_off
+{_rsi_failed()}
+{asciz("msg_hello", _DEMO_HELLO)}\
+{asciz("msg_extended", _DEMO_EXTENDED)}\
+{asciz("msg_challenge", _DEMO_CHALLENGE)}\
+{asciz("msg_token", "Attestation token handed to the host, bytes: 0x")}\
+{asciz("msg_bye", _DEMO_BYE)}"""
+    workload_hash = hashlib.sha256(DEMO_WORKLOAD).digest().ljust(64, b"\0")
+    data = data_bytes("workload_hash", workload_hash) + zeros(
+        "host_call_args", hc.size, align=abi.RSI_HOST_CALL_ALIGN
+    )
+    bss = zeros("token_buffer", token_pages * abi.GRANULE_SIZE, align=abi.GRANULE_SIZE)
+    return build(layout, main, data=data, bss=bss)

@@ -69,6 +69,7 @@ class RealmSpec:
     num_bps: int = 1
     num_wps: int = 1
     vmid: int | None = None
+    shared: tuple[tuple[int, int], ...] = ()  # (unprotected IPA, size): host memory windows
 
     @property
     def algorithm(self) -> int:
@@ -122,6 +123,7 @@ class RealmVm:
     runnable: set[int] = field(default_factory=set)
     console: bytearray = field(default_factory=bytearray)
     faulted_in: dict[int, int] = field(default_factory=dict)  # ipa -> granule
+    shared_pages: dict[int, int] = field(default_factory=dict)  # unprotected ipa -> NS PA
     host_calls: list[HostCall] = field(default_factory=list)
 
 
@@ -166,9 +168,40 @@ class Vmm:
             recs.append(
                 b.add_rec(handle, pc=spec.entry if i == 0 else 0, gprs=gprs, runnable=i == 0)
             )
+        vm = RealmVm(spec, handle, recs, [self.client.pool.alloc() for _ in recs],
+                     runnable={0})
+        for base, size in spec.shared:
+            self._map_shared(vm, base, size)
         b.activate(handle)
-        run_pages = [self.client.pool.alloc() for _ in recs]
-        return RealmVm(spec, handle, recs, run_pages, runnable={0})
+        return vm
+
+    def _map_shared(self, vm: RealmVm, base: int, size: int) -> None:
+        """Host memory at unprotected IPAs: NS granules mapped with RTT_MAP_UNPROTECTED
+        (Normal memory, read/write) — a channel for bulk data that needs no exits."""
+        if base < 1 << (vm.spec.s2sz - 1) or base % GRANULE_SIZE or size % GRANULE_SIZE:
+            raise ValueError("shared windows are granule-aligned unprotected IPA ranges")
+        for ipa in range(base, base + size, GRANULE_SIZE):
+            self.builder.ensure_table(vm.handle, ipa, 3)
+            page = self.client.pool.alloc()
+            self.platform.host.write(page, bytes(GRANULE_SIZE))
+            desc = page | (0b111 << 2) | (0b11 << 6)  # MemAttr, S2AP read/write
+            r = self.client.call("RTT_MAP_UNPROTECTED", vm.handle.rd, ipa, 3, desc)
+            if not r.ok:
+                raise RuntimeError(f"RTT_MAP_UNPROTECTED {ipa:#x}: {r[0]:#x}")
+            vm.shared_pages[ipa] = page
+
+    def read_shared(self, vm: RealmVm, ipa: int, size: int) -> bytes:
+        """Read a shared window as the host (Non-secure accesses to its own pages)."""
+        out = bytearray()
+        while size > 0:
+            page = vm.shared_pages.get(ipa & ~(GRANULE_SIZE - 1))
+            if page is None:
+                raise ValueError(f"IPA {ipa:#x} is not in a shared window")
+            off = ipa % GRANULE_SIZE
+            n = min(size, GRANULE_SIZE - off)
+            out += self.platform.host.read(page + off, n)
+            ipa, size = ipa + n, size - n
+        return bytes(out)
 
     def _alloc_vmid(self) -> int:
         vmid = self._next_vmid
@@ -348,6 +381,9 @@ class Vmm:
     def destroy(self, vm: RealmVm) -> None:
         """Destroy the realm and undelegate every granule the host gave the RMM."""
         c = self.client
+        for ipa, page in sorted(vm.shared_pages.items()):
+            c.call("RTT_UNMAP_UNPROTECTED", vm.handle.rd, ipa, 3)
+            c.pool.free(page)
         for ipa, data in sorted(vm.faulted_in.items()):
             vm.handle.data[ipa] = data
         self.builder.destroy(vm.handle)

@@ -1,0 +1,215 @@
+"""``ccasim demo``: the whole CCA story in one run (issue: the host side and front door).
+
+Boot the platform; build, measure and run a realm whose guest greets over the UART, extends
+a measurement and asks for an attestation token with a fresh challenge; verify the token
+against the predicted RIM; show the Granule Protection Fault a host gets when it peeks at
+realm memory; tear everything down.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from ..arch.faults import GranuleProtectionFault
+from ..arch.gpt import Gpi
+from ..attestation.rim import predict_rim
+from ..attestation.verify import verify_token
+from ..guest import programs
+from ..host.vmm import HostCall, RealmSpec, Segment, Vmm
+from ..platform import Platform
+from ..rmm import measurement
+from ..trace import Tracer
+from .main import app
+
+SHARED_OFFSET = 0x1000_0000  # the token window, above the console in the unprotected half
+
+
+@dataclass
+class Step:
+    name: str
+    ok: bool
+    detail: str
+    seconds: float
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+class DemoError(Exception):
+    pass
+
+
+def run_demo(console: Console | None, tracer: Tracer | None = None) -> list[Step]:
+    """The demo's steps; ``console`` None runs it silently."""
+    steps: list[Step] = []
+
+    def step(name: str, ok: bool, detail: str, t0: float, **data: Any) -> None:
+        steps.append(Step(name, ok, detail, time.perf_counter() - t0, data))
+        if console is not None:
+            mark = "[green]✓[/green]" if ok else "[red]✗[/red]"
+            console.print(f" {mark} [bold]{name:<10}[/bold] {detail} "
+                          f"[dim]({steps[-1].seconds * 1000:.0f} ms)[/dim]")
+
+    # 1. boot ------------------------------------------------------------------------------
+    t0 = time.perf_counter()
+    p = Platform()
+    if tracer is not None:
+        p.attach_tracer(tracer)
+    boot_summary = _gpt_counts(p)
+    g = p.monitor.gpt.geometry
+    step("boot", p.el3.rmm_boot_status == 0,
+         f"EL3 built the GPT (PPS {g.t} bits, {len(p.cpus)} PEs), enabled the GPC and booted "
+         f"the RMM (RMI 1.0); platform token cached", t0)
+
+    # 2. build -----------------------------------------------------------------------------
+    t0 = time.perf_counter()
+    layout = programs.GuestLayout()
+    shared_ipa = layout.unprotected_base + SHARED_OFFSET
+    image = programs.demo(layout, shared_ipa)
+    spec = RealmSpec(
+        segments=(Segment(image.base, image.data),),
+        entry=image.entry,
+        ram=((layout.ram_base, layout.ram_size),),
+        s2sz=layout.s2sz,
+        rpv=b"ccasim demo realm".ljust(64, b"\0"),
+        shared=((shared_ipa, 2 * 4096),),
+    )
+    challenge = os.urandom(64)
+    token: dict[str, bytes] = {}
+    out = sys.stdout
+
+    def host_call(call: HostCall) -> list[int] | None:
+        if call.imm == programs.CHALLENGE_HOST_CALL_IMM:
+            words = [int.from_bytes(challenge[i : i + 8], "little") for i in range(0, 64, 8)]
+            return words + list(call.gprs[8:])
+        if call.imm == programs.TOKEN_HOST_CALL_IMM:
+            ipa, length, status = call.gprs[:3]
+            if status == 0 and 0 < length <= 2 * 4096:
+                token["bytes"] = vmm.read_shared(vm, ipa, length)
+        return None
+
+    line = bytearray()
+
+    def uart(byte: bytes) -> None:
+        line.extend(byte)
+        if byte == b"\n":
+            if console is not None:
+                console.print(f"   [cyan]realm>[/cyan] {line.decode(errors='replace').rstrip()}",
+                              highlight=False)
+            line.clear()
+
+    vmm = Vmm(p, console=uart, host_call=host_call)
+    vm = vmm.create(spec)
+    predicted = predict_rim(spec).rim
+    with p.cpus[0].probe(_realm_state())._running() as pe:
+        from ..rmm.objects import Realm
+
+        actual_rim = Realm.load(pe, vm.handle.rd).rim
+    step("build", predicted == actual_rim,
+         f"realm created through the RMI: {layout.ram_size >> 20} MiB RAM, "
+         f"{len(spec.data_pages())} measured pages, 1 vCPU; RIM {actual_rim.hex()[:16]}… "
+         f"{'= predicted offline' if predicted == actual_rim else '≠ prediction!'}", t0,
+         rim=actual_rim.hex())
+
+    # 3. run -------------------------------------------------------------------------------
+    t0 = time.perf_counter()
+    result = vmm.run(vm, max_exits=100_000, timeout_s=30)
+    exits = ", ".join(f"{n} {k}" for k, n in result.exits.most_common())
+    step("run", result.reason == "system_off",
+         f"realm ran to PSCI SYSTEM_OFF ({sum(result.exits.values())} REC exits: {exits})",
+         t0)
+    del out
+
+    # 4. attest ----------------------------------------------------------------------------
+    t0 = time.perf_counter()
+    if "bytes" not in token:
+        step("attest", False, "the realm produced no token", t0)
+    else:
+        rem0 = measurement.extend_rem(measurement.HashAlgorithm.SHA_256, bytes(32),
+                                      hashlib.sha256(programs.DEMO_WORKLOAD).digest())
+        reference = {
+            "realm": {"challenge": challenge.hex(), "rim": predicted.hex(),
+                      "rems": [rem0.hex(), "", "", ""], "hash_algo": "sha-256",
+                      "rpv": spec.rpv.hex()},
+            "platform": {"lifecycles": ["secured"]},
+        }
+        verdict = verify_token(token["bytes"], cpak=p.el3.cpak_public_pem(),
+                               reference=reference)
+        step("attest", verdict.status == "affirming",
+             f"{len(token['bytes'])}-byte CCA token (tag 907): signatures, binding, fresh "
+             f"challenge, RIM = prediction, REM[0] = workload hash → {verdict.status}", t0,
+             status=verdict.status)
+
+    # 5. isolation -------------------------------------------------------------------------
+    t0 = time.perf_counter()
+    target = vm.handle.data[layout.ram_base]
+    try:
+        leaked = p.host.read(target, 16)
+        step("isolation", False, f"host read realm memory: {leaked.hex()}", t0)
+    except GranuleProtectionFault as fault:
+        step("isolation", True,
+             f"host read of the realm's code granule at PA {fault.pa:#x} → Granule "
+             f"Protection Fault ({fault.pas.name} PAS, GPI {Gpi(p.el3.gpi(target)).name}, "
+             f"GPT level {fault.level})", t0)
+
+    # 6. teardown --------------------------------------------------------------------------
+    t0 = time.perf_counter()
+    vmm.destroy(vm)
+    leftovers = p.rmm.tracker.nonzero()
+    clean = not leftovers and _gpt_counts(p) == boot_summary
+    step("teardown", clean,
+         "realm destroyed, every granule undelegated; GPT back to its boot state"
+         if clean else f"{len(leftovers)} granules still tracked", t0)
+    return steps
+
+
+def _gpt_counts(p: Platform) -> list[tuple[str, dict[int, int]]]:
+    return [(r.name, counts) for r, counts in p.el3.gpt_summary()]
+
+
+def _realm_state() -> Any:
+    from ..arch.security import SecurityState
+
+    return SecurityState.REALM
+
+
+@app.command()
+def demo(
+    trace: Annotated[Path | None, typer.Option(help="write a Chrome trace (Perfetto)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """The main job: boot, build and run a realm, attest it, try to peek at it, clean up."""
+    start = time.perf_counter()
+    console = None if as_json else Console(highlight=False)
+    if console is not None:
+        console.print("[bold]ccasim demo[/bold] — an Arm CCA platform (RME) in Python: "
+                      "EL3, RMM, a realm, its attestation")
+    tracer = Tracer() if trace is not None else None
+    try:
+        steps = run_demo(console, tracer)
+    except Exception as err:  # a bug in the model: one line, non-zero exit
+        Console(stderr=True).print(f"[red]error:[/red] demo failed: {err}")
+        raise typer.Exit(1) from None
+    total = time.perf_counter() - start
+    if tracer is not None and trace is not None:
+        tracer.save(trace)
+    ok = all(s.ok for s in steps)
+    if as_json:
+        print(json.dumps({"ok": ok, "seconds": round(total, 3),
+                          "steps": [{"name": s.name, "ok": s.ok, "detail": s.detail,
+                                     "seconds": round(s.seconds, 4), **s.data}
+                                    for s in steps]}, indent=2))
+    elif console is not None:
+        verdict = "[green]all steps passed[/green]" if ok else "[red]some steps failed[/red]"
+        extra = f"; trace written to {trace}" if trace is not None else ""
+        console.print(f"{verdict} in {total:.2f} s{extra}")
+    if not ok:
+        raise typer.Exit(1)
