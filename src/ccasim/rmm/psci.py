@@ -30,8 +30,14 @@ INVALID_ADDRESS = -9
 AFF_ON = 0
 MASK64 = (1 << 64) - 1
 
+# PSCI_FEATURES answers SUCCESS only for these; PSCI_VERSION itself is NOT_SUPPORTED (E-20)
 _FEATURES = frozenset({*CPU_SUSPEND, CPU_OFF, *CPU_ON, *AFFINITY_INFO, SYSTEM_OFF,
-                       SYSTEM_RESET, PSCI_FEATURES, SMCCC_VERSION, PSCI_VERSION})
+                       SYSTEM_RESET, PSCI_FEATURES, SMCCC_VERSION})
+
+
+def _ret(ctx: RunContext, value: int) -> None:
+    """x0 := ``value``, x1..x3 := 0 (errata E-17)."""
+    ctx.results(value, 0, 0, 0)
 
 
 def is_psci(fid: int) -> bool:
@@ -53,18 +59,18 @@ def _exit(fid: int, target: int | None = None) -> RecExit:
 def handle(ctx: RunContext, fid: int) -> RecExit | None:
     rec, realm = ctx.rec, ctx.realm
     if fid == PSCI_VERSION:
-        ctx.results(0x0001_0001)
+        _ret(ctx, 0x0001_0001)
         return None
     if fid == PSCI_FEATURES:
         (queried,) = ctx.args(1)
-        ctx.results(SUCCESS if queried & 0xFFFF_FFFF in _FEATURES else NOT_SUPPORTED & MASK64)
+        _ret(ctx, SUCCESS if queried & 0xFFFF_FFFF in _FEATURES else NOT_SUPPORTED & MASK64)
         return None
     if fid in CPU_SUSPEND:
-        ctx.results(SUCCESS)
+        _ret(ctx, SUCCESS)
         return _exit(fid)
     if fid == CPU_OFF:
         rec.flags &= ~REC_RUNNABLE
-        ctx.results(SUCCESS)
+        _ret(ctx, SUCCESS)
         return _exit(fid)
     if fid in (SYSTEM_OFF, SYSTEM_RESET):
         realm.state = RealmState.SYSTEM_OFF
@@ -73,17 +79,17 @@ def handle(ctx: RunContext, fid: int) -> RecExit | None:
     if fid in CPU_ON:
         target, entry, context = ctx.args(3)
         if not realm.geometry.in_par(entry):
-            ctx.results(INVALID_ADDRESS & MASK64)
+            _ret(ctx, INVALID_ADDRESS & MASK64)
             return None
         index = mpidr_to_index(target)
         if index >= realm.rec_count:
-            ctx.results(INVALID_PARAMS & MASK64)
+            _ret(ctx, INVALID_PARAMS & MASK64)
             return None
         if index == rec.rec_idx:
-            ctx.results(ALREADY_ON & MASK64)
+            _ret(ctx, ALREADY_ON & MASK64)
             return None
         rec.flags |= REC_PSCI_PENDING
-        rec["psci_fid"] = fid
+        rec["psci_fid"] = CPU_ON[1]  # SMC32 and SMC64 complete alike (RMI_PSCI_COMPLETE)
         rec["psci_target_mpidr"] = target
         rec["psci_entry"] = entry
         rec["psci_context"] = context
@@ -91,18 +97,18 @@ def handle(ctx: RunContext, fid: int) -> RecExit | None:
     if fid in AFFINITY_INFO:
         target, lowest = ctx.args(2)
         if lowest != 0:
-            ctx.results(INVALID_PARAMS & MASK64)
+            _ret(ctx, INVALID_PARAMS & MASK64)
             return None
         index = mpidr_to_index(target)
         if index >= realm.rec_count:
-            ctx.results(INVALID_PARAMS & MASK64)
+            _ret(ctx, INVALID_PARAMS & MASK64)
             return None
         if index == rec.rec_idx:
-            ctx.results(AFF_ON)
+            _ret(ctx, AFF_ON)
             return None
         rec.flags |= REC_PSCI_PENDING
-        rec["psci_fid"] = fid
+        rec["psci_fid"] = AFFINITY_INFO[1]
         rec["psci_target_mpidr"] = target
         return _exit(fid, target)
-    ctx.results(NOT_SUPPORTED & MASK64)
+    _ret(ctx, NOT_SUPPORTED & MASK64)
     return None

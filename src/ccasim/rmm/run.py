@@ -225,9 +225,12 @@ class RecRunner:
         return None
 
     def _emulated_abort(self, ctx: RunContext, ipa: int, level: int) -> RecExit:
-        """An RSI call's unmapped page: a stage-2 data abort exit with PC not advanced."""
-        esr = (EC_DABT_LOWER << 26) | IL | (0x04 + level)
-        ctx.rec["last_esr"], ctx.rec["last_far"], ctx.rec["last_hpfar"] = esr, 0, ipa >> 8
+        """An RSI call's unmapped page: a stage-2 data abort exit with PC not advanced.
+        The reported ESR is EC and DFSC only, ISV = IL = 0 (E-15); the saved syndrome stays
+        the SMC trap's, so EMUL_MMIO / INJECT_SEA cannot follow (E-2)."""
+        esr = (EC_DABT_LOWER << 26) | (0x04 + level)
+        ctx.rec["last_esr"], ctx.rec["last_far"], ctx.rec["last_hpfar"] = (
+            (EC_SMC64 << 26) | IL, 0, 0)
         return RecExit(RecExitReason.SYNC, {"esr": esr, "far": 0, "hpfar": ipa >> 8})
 
     # ------------------------------------------------------------------ the loop
@@ -299,7 +302,8 @@ class RecRunner:
 
     def _smc(self, ctx: RunContext) -> RecExit | None:
         engine = ctx.engine
-        fid = engine.x(0) & 0xFFFE_FFFF  # SVE hint stripped
+        fid32 = engine.x(0) & 0xFFFF_FFFF  # only x0[31:0] selects the function (E-18)
+        fid = fid32 & 0xFFFE_FFFF  # SVE hint stripped for routing
         tracer = self.rmm.tracer
         if tracer is not None:
             tracer.instant(fid_name(fid), "rsi", ctx.pe.index,
@@ -308,14 +312,16 @@ class RecRunner:
             if is_rsi(fid):
                 return rsi_dispatch(ctx, fid)
             if psci.is_psci(fid):
-                return psci.handle(ctx, fid)
+                # PSCI decodes the FID again with the SVE hint: set, it is NOT_SUPPORTED
+                return psci.handle(ctx, fid32)
         except EmulatedAbort as abort:
             engine.pc = engine.pc - 4  # the RSI call is retried after the host maps the page
             return self._emulated_abort(ctx, abort.ipa, abort.level)
+        # x1..x3 read as zero after any call that returns through the dispatcher (E-17)
         if fid == SMCCC_VERSION:
-            ctx.results(0x0001_0002)
+            ctx.results(0x0001_0002, 0, 0, 0)
             return None
-        ctx.results(MASK64)  # SMC_UNKNOWN
+        ctx.results(MASK64, 0, 0, 0)  # SMC_UNKNOWN
         return None
 
     # ------------------------------------------------------------------ aborts

@@ -54,6 +54,12 @@ def rsi_command(fid: int, name: str) -> Callable[
     return register
 
 
+def ret(ctx: RunContext, *values: int) -> None:
+    """Return to the realm: x0.. := ``values``; x1..x3 that carry no result are zeroed,
+    x4 and above are left alone unless they carry a result (errata E-17)."""
+    ctx.results(*values, *([0] * (4 - len(values))))
+
+
 def is_rsi(fid: int) -> bool:
     return (fid & 0xFFFF_0000) == 0xC400_0000 and RSI_FNUM_FIRST <= (fid & 0xFFFF) <= RSI_FNUM_LAST
 
@@ -62,17 +68,17 @@ def dispatch(ctx: RunContext, fid: int) -> RecExit | None:
     """Run one RSI call. Unknown FIDs in the RSI range return SMC_UNKNOWN (x0 = -1)."""
     command = RSI_TABLE.get(fid)
     if command is None:
-        ctx.results((1 << 64) - 1)
+        ret(ctx, (1 << 64) - 1)
         return None
     try:
         return command.handler(ctx)
     except RsiError as err:
         ctx.rmm.last_rsi_error = err
-        ctx.results(err.status, *err.outputs)
+        ret(ctx, err.status, *err.outputs)
         return None
 
 
 from . import attestation, config, host_call, measurement, memory, version  # noqa: E402
 
 __all__ = ["RSI_TABLE", "RsiError", "RsiStatus", "attestation", "config", "dispatch",
-           "host_call", "is_rsi", "measurement", "memory", "rsi_command", "version"]
+           "host_call", "is_rsi", "measurement", "memory", "ret", "rsi_command", "version"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from ...arch.memory import GRANULE_SIZE
 from ..context import EmptyPage, RecExit, RunContext
 from ..objects import REC_TOKEN_INIT
-from . import RsiError, RsiStatus, rsi_command
+from . import RsiError, RsiStatus, ret, rsi_command
 
 TOKEN_AUX_FIRST = 4  # aux granules 0..3 hold the vCPU context
 TOKEN_MAX = (16 - TOKEN_AUX_FIRST) * GRANULE_SIZE
@@ -30,7 +30,7 @@ def rsi_attestation_token_init(ctx: RunContext) -> RecExit | None:
     # The claims (a snapshot of the measurements) are fixed now (rmm-abi §11.2).
     rec["meas_snapshot"] = b"".join(ctx.realm.measurements)
     rec.flags |= REC_TOKEN_INIT
-    ctx.results(RsiStatus.SUCCESS, max(TOKEN_BUFFER_UPPER_BOUND, 2 * GRANULE_SIZE))
+    ret(ctx, RsiStatus.SUCCESS, max(TOKEN_BUFFER_UPPER_BOUND, 2 * GRANULE_SIZE))
     return None
 
 
@@ -83,7 +83,7 @@ def rsi_attestation_token_continue(ctx: RunContext) -> RecExit | None:
     except EmptyPage:
         raise RsiError(RsiStatus.ERROR_INPUT, "addr_ripas") from None
     if size == 0:
-        ctx.results(RsiStatus.INCOMPLETE, 0)
+        ret(ctx, RsiStatus.INCOMPLETE, 0)
         return None
     token = _token(ctx)
     copied = rec["token_copied"]
@@ -91,8 +91,8 @@ def rsi_attestation_token_continue(ctx: RunContext) -> RecExit | None:
     ctx.write(ipa + offset, chunk)
     rec["token_copied"] = copied + len(chunk)
     if copied + len(chunk) < len(token):
-        ctx.results(RsiStatus.INCOMPLETE, len(chunk))
+        ret(ctx, RsiStatus.INCOMPLETE, len(chunk))
     else:
         rec.flags &= ~REC_TOKEN_INIT
-        ctx.results(RsiStatus.SUCCESS, len(chunk))
+        ret(ctx, RsiStatus.SUCCESS, len(chunk))
     return None

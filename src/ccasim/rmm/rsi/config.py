@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ...layout import Field, Layout
 from ..context import EmptyPage, RecExit, RunContext
-from . import RsiError, RsiStatus, rsi_command
+from . import RsiError, RsiStatus, ret, rsi_command
 
 REALM_CONFIG = Layout(
     "RsiRealmConfig",
@@ -29,5 +29,5 @@ def rsi_realm_config(ctx: RunContext) -> RecExit | None:
         ctx.write(ipa + REALM_CONFIG.offset("rpv"), realm.rpv)
     except EmptyPage:
         raise RsiError(RsiStatus.ERROR_INPUT, "addr_ripas") from None
-    ctx.results(RsiStatus.SUCCESS)
+    ret(ctx, RsiStatus.SUCCESS)
     return None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .. import measurement as m
 from ..context import RecExit, RunContext
-from . import RsiError, RsiStatus, rsi_command
+from . import RsiError, RsiStatus, ret, rsi_command
 
 
 @rsi_command(0xC400_0192, "RSI_MEASUREMENT_READ")
@@ -15,7 +15,7 @@ def rsi_measurement_read(ctx: RunContext) -> RecExit | None:
         raise RsiError(RsiStatus.ERROR_INPUT, "index_bound")
     slot = ctx.realm.measurements[index]
     words = [int.from_bytes(slot[8 * i : 8 * i + 8], "little") for i in range(8)]
-    ctx.results(RsiStatus.SUCCESS, *words)
+    ret(ctx, RsiStatus.SUCCESS, *words)
     return None
 
 
@@ -34,5 +34,5 @@ def rsi_measurement_extend(ctx: RunContext) -> RecExit | None:
     current = realm.measurements[index][: algo.digest_size]
     realm.measurements[index] = m.slot(m.extend_rem(algo, current, value))
     realm.store(ctx.pe)
-    ctx.results(RsiStatus.SUCCESS)
+    ret(ctx, RsiStatus.SUCCESS)
     return None

@@ -6,7 +6,7 @@ from .. import s2tt
 from ..context import RecExit, RunContext
 from ..recrun import RecExitReason
 from ..s2tt import ENTRIES, Rtte
-from . import RsiError, RsiStatus, rsi_command
+from . import RsiError, RsiStatus, ret, rsi_command
 
 
 @rsi_command(0xC400_0197, "RSI_IPA_STATE_SET")
@@ -67,5 +67,5 @@ def rsi_ipa_state_get(ctx: RunContext) -> RecExit | None:
             break
         addr += size
         index += 1
-    ctx.results(RsiStatus.SUCCESS, min(addr, end), ripas)
+    ret(ctx, RsiStatus.SUCCESS, min(addr, end), ripas)
     return None

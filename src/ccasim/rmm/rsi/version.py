@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..context import RecExit, RunContext
-from . import RsiError, RsiStatus, rsi_command
+from . import RsiError, RsiStatus, ret, rsi_command
 
 RSI_ABI_VERSION = 0x0001_0000
 
@@ -14,12 +14,12 @@ def rsi_version(ctx: RunContext) -> RecExit | None:
     (requested,) = ctx.args(1)
     if requested != RSI_ABI_VERSION:
         raise RsiError(RsiStatus.ERROR_INPUT, "version", (RSI_ABI_VERSION, RSI_ABI_VERSION))
-    ctx.results(RsiStatus.SUCCESS, RSI_ABI_VERSION, RSI_ABI_VERSION)
+    ret(ctx, RsiStatus.SUCCESS, RSI_ABI_VERSION, RSI_ABI_VERSION)
     return None
 
 
 @rsi_command(0xC400_0191, "RSI_FEATURES")
 def rsi_features(ctx: RunContext) -> RecExit | None:
     """REL0 advertises no optional features: every index reads as zero."""
-    ctx.results(RsiStatus.SUCCESS, 0)
+    ret(ctx, RsiStatus.SUCCESS, 0)
     return None
