@@ -69,6 +69,7 @@ class Monitor:
         self.memory_map = memory_map
         self.pes = pes
         self.gpt = GptLib(config, memory_map)
+        self.gpt.attach(pes[0].memory)
         self.contexts: dict[int, dict[SecurityState, WorldContext]] = {
             pe.index: {
                 s: WorldContext()

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import struct
 import threading
 from collections.abc import Iterable
 
@@ -44,7 +45,7 @@ from ..arch.gpt import (
     gptbr_encode,
     l1_uniform,
 )
-from ..arch.memory import MemoryMap, Region, RegionKind
+from ..arch.memory import MemoryMap, PhysicalMemory, Region, RegionKind
 from ..arch.pe import ProcessingElement, rpa_operand
 from ..arch.security import PhysicalAddressSpace as Pas
 from ..arch.security import SecurityState
@@ -73,7 +74,8 @@ TRANSITION_POLICY: dict[SecurityState, dict[int, frozenset[int]]] = {
     SecurityState.ROOT: {},
 }
 
-BITLOCK_BLOCK = 512 << 20  # one lock bit per 512 MB, as TF-A's default
+BITLOCK_BLOCK = 512 << 20
+_U64 = struct.Struct("<Q")  # one lock bit per 512 MB, as TF-A's default
 
 
 class GptLib:
@@ -98,6 +100,23 @@ class GptLib:
         self._dram = [r for r in memory_map if r.kind is RegionKind.DRAM]
         self.transitions = 0
         self.tracer: Tracer | None = None
+
+    # ------------------------------------------------------------------ table accesses
+    def attach(self, memory: PhysicalMemory) -> None:
+        """Give the library its Root-region table memory. EL3's loads and stores to its own
+        Root-PAS tables always pass the GPC (the region is Root and never transitions), so
+        the transition path accesses them directly; the GPC still reads the same bytes."""
+        self._root_buf = memory.buffer(self.root.name)
+
+    def _rd(self, pa: int) -> int:
+        return int(_U64.unpack_from(self._root_buf, pa - self.root.base)[0])
+
+    def _wr(self, pa: int, value: int) -> None:
+        _U64.pack_into(self._root_buf, pa - self.root.base, value)
+
+    def _fill(self, pa: int, value: int, count: int) -> None:
+        off = pa - self.root.base
+        self._root_buf[off : off + 8 * count] = _U64.pack(value) * count
 
     # ------------------------------------------------------------------ geometry helpers
     def l1_slot(self, l0_index: int) -> int:
@@ -239,14 +258,14 @@ class GptLib:
         """(PA of the L1 granules descriptor holding ``pa``'s GPI, or None when the GPI
         comes from an L0 block or a contiguous descriptor; the current GPI). Read only."""
         g = self.geometry
-        l0 = pe.read_u64(self.l0_entry_pa(pa), Pas.ROOT)
+        l0 = self._rd(self.l0_entry_pa(pa))
         kind = l0 & 0xF
         if kind == L0_TYPE_BLOCK:
             return None, (l0 >> 4) & 0xF
         if kind != L0_TYPE_TABLE:
             raise GptDescriptorError(f"invalid L0 descriptor {l0:#x}")
         entry_pa = (l0 & L0_TABLE_ADDR_MASK) + 8 * g.l1_index(pa)
-        desc = pe.read_u64(entry_pa, Pas.ROOT)
+        desc = self._rd(entry_pa)
         if desc & 0xF == L1_CONTIG_TYPE:
             return None, (desc >> 4) & 0xF
         return entry_pa, (desc >> (4 * g.gpi_index(pa))) & 0xF
@@ -260,12 +279,12 @@ class GptLib:
         block) or shattering a contiguous descriptor first if needed."""
         g = self.geometry
         l0_pa = self.l0_entry_pa(pa)
-        l0 = decode_l0(pe.read_u64(l0_pa, Pas.ROOT))
+        l0 = decode_l0(self._rd(l0_pa))
         if isinstance(l0, L0Block):
             l1 = self.l1_slot(g.l0_index(pa))
-            self._fill_l1(pe, l1, l0.gpi)
+            self._fill(l1, l1_uniform(l0.gpi), self.geometry.l1_entries)
             pe.dsb("OSHST")
-            pe.write_u64(l0_pa, L0Table(l1).encode(), Pas.ROOT)
+            self._wr(l0_pa, L0Table(l1).encode())
             pe.dsb("OSHST")
             # As after a shatter: drop GPT information cached from the block, so later
             # lookups (and GPF levels) come from the new L1 table.
@@ -275,7 +294,7 @@ class GptLib:
         else:
             l1 = l0.l1_base
         entry_pa = l1 + 8 * g.l1_index(pa)
-        raw = pe.read_u64(entry_pa, Pas.ROOT)
+        raw = self._rd(entry_pa)
         if raw & 0xF == L1_CONTIG_TYPE:
             desc = decode_l1(raw)
             assert isinstance(desc, L1Contig)
@@ -288,15 +307,15 @@ class GptLib:
         block = pa & ~(desc.size - 1)
         first = l1 + 8 * g.l1_index(block)
         count = desc.size // (16 << g.p)
-        pe.write(first, l1_uniform(desc.gpi).to_bytes(8, "little") * count, Pas.ROOT)
+        self._fill(first, l1_uniform(desc.gpi), count)
         pe.dsb("OSHST")
         pe.tlbi_rpalos(rpa_operand(block, desc.size))
         pe.dsb("OSH")
 
     def _write_gpi(self, pe: ProcessingElement, entry_pa: int, pa: int, gpi: int) -> None:
         shift = 4 * self.geometry.gpi_index(pa)
-        desc = pe.read_u64(entry_pa, Pas.ROOT)
-        pe.write_u64(entry_pa, (desc & ~(0xF << shift)) | (gpi << shift), Pas.ROOT)
+        desc = self._rd(entry_pa)
+        self._wr(entry_pa, (desc & ~(0xF << shift)) | (gpi << shift))
         pe.dsb("OSHST")
         pe.tlbi_rpalos(rpa_operand(pa, self.geometry.granule_size))
         pe.dsb("OSH")
