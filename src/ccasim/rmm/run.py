@@ -420,7 +420,9 @@ class RecRunner:
         if ran:
             engine, rec = ctx.engine, ctx.rec
             values["gicv3_hcr"] = rec["gicv3_hcr"]
-            values["gicv3_lrs"] = rec.raw("gicv3_lrs")
+            # only the implemented list registers are copied (E-16)
+            num_lrs = self.rmm.features.gic_num_lrs
+            values["gicv3_lrs"] = rec.raw("gicv3_lrs")[: 8 * num_lrs].ljust(16 * 8, b"\0")
             values["cntp_ctl"] = engine.sysreg(CNTP_CTL_EL0)
             values["cntp_cval"] = engine.sysreg(CNTP_CVAL_EL0)
             values["cntv_ctl"] = engine.sysreg(CNTV_CTL_EL0)
