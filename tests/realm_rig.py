@@ -362,10 +362,12 @@ class Rig:
         vmid: int | None = None,
         tables: Sequence[int] = (MMIO,),
         activate: bool = True,
+        granules: dict[int, int] | None = None,
     ) -> Guest:
         """Build and activate a realm: REALM_CREATE, L3 tables over the RAM, INIT_RIPAS over
         ``ram``, DATA_CREATE of every image granule, ``recs`` RECs (only the first
-        runnable unless ``runnable`` says otherwise), REALM_ACTIVATE."""
+        runnable unless ``runnable`` says otherwise), REALM_ACTIVATE. ``granules`` maps an
+        image IPA to an already delegated granule to DATA_CREATE it into."""
         if image is None:
             image = assemble(source(body, data=data, text=text), GUEST)
         if vmid is None:
@@ -380,7 +382,13 @@ class Rig:
             b.ensure_table(h, ipa, 3)
         b.init_ripas(h, base, base + size)
         for ipa, page in image.granules():
-            b.add_data(h, ipa, page)
+            if granules and ipa in granules:
+                src = self.c.write_page(page)
+                r = self.c.call("DATA_CREATE", h.rd, granules[ipa], ipa, src, 1)
+                assert r.ok, hex(r[0])
+                h.data[ipa] = granules[ipa]
+            else:
+                b.add_data(h, ipa, page)
         flags = list(runnable) if runnable is not None else [i == 0 for i in range(recs)]
         rec_list = [
             b.add_rec(h, pc=image.entry if flags[i] else 0, gprs=rec_gprs if i == 0 else (),

@@ -296,7 +296,10 @@ class RecRunner:
                 engine.set_x(rt, 0)
             engine.pc = stop.pc + 4
             return None
-        engine.pc = stop.pc
+        # UNDEF in the realm; after an HVC, which traps to EL2 first, ELR_EL1 = ELR_EL2 =
+        # the instruction after it (errata E-12)
+        is_hvc = insn is not None and insn & 0xFFE0_001F == 0xD400_0002
+        engine.pc = stop.pc + 4 if is_hvc else stop.pc
         engine.take_exception((EC_UNKNOWN << 26) | IL, None)
         return None
 
@@ -330,20 +333,21 @@ class RecRunner:
         fault = stop.fault
         fetch = stop.access is AccessKind.FETCH
         from_el0 = (engine.pstate & 0xF) == 0
-        if not fetch:
-            stop.va = self._fault_address(engine, stop)
+        # FAR: the accessed address; for a fetch, the PC (the TLB fill only knows the page)
+        stop.va = stop.pc if fetch else self._fault_address(engine, stop)
         if isinstance(fault, Stage2Fault):
             insn = None if fetch else engine.fetch_insn(stop.pc)
             access = isa.decode_data_abort(insn) if insn is not None else None
             ipa = (fault.ipa & ~0xFFF) | (stop.va & 0xFFF)
             hpfar = (ipa >> 12) << 4
             if ipa >> realm.s2sz or (fetch and not realm.geometry.in_par(ipa)):
-                self._inject_sea(ctx, stop, fetch, from_el0)
+                self._inject_sea(ctx, stop, fetch, from_el0, access, fault.s1ptw)
                 return None
             if realm.geometry.in_par(ipa):
                 w = s2tt.walk(ctx.pe, realm.geometry, ipa & ~0xFFF, 3)
-                if s2tt.ripas_of(w.kind) == Ripas.EMPTY and not w.kind.is_live:
-                    self._inject_sea(ctx, stop, fetch, from_el0)
+                # RIPAS EMPTY, assigned or not (TF-RMM ipa_is_empty): SEA, no exit
+                if s2tt.ripas_of(w.kind) == Ripas.EMPTY:
+                    self._inject_sea(ctx, stop, fetch, from_el0, access, fault.s1ptw)
                     return None
                 ec = EC_IABT_LOWER if fetch else EC_DABT_LOWER
                 raw = (ec << 26) | IL | fault.fsc | (S1PTW if fault.s1ptw else 0)
@@ -403,12 +407,17 @@ class RecRunner:
             return stop.va
         return va
 
-    def _inject_sea(self, ctx: RunContext, stop: Stop, fetch: bool,
-                    from_el0: bool) -> None:
+    def _inject_sea(self, ctx: RunContext, stop: Stop, fetch: bool, from_el0: bool,
+                    access: isa.DataAccess | None = None, s1ptw: bool = False) -> None:
+        """An SEA injected into the realm (errata E-12): the trap's ISS with FSC 0x10, EA
+        set, FnV and S1PTW clear."""
         ec = (EC_IABT_LOWER if fetch else EC_DABT_LOWER) + (0 if from_el0 else 1)
         wnr = WNR if stop.access is AccessKind.WRITE else 0
+        iss = wnr
+        if access is not None and not fetch:
+            iss = access.iss(FSC_SEA, s1ptw=s1ptw) & ~0x3F & ~S1PTW & ~ESR_FNV
         ctx.engine.pc = stop.pc
-        ctx.engine.take_exception((ec << 26) | IL | EA | wnr | FSC_SEA, stop.va)
+        ctx.engine.take_exception((ec << 26) | IL | EA | iss | FSC_SEA, stop.va)
         return None
 
     # ------------------------------------------------------------------ exit record
