@@ -32,6 +32,12 @@ from .security import (
 
 MASK64 = (1 << 64) - 1
 _WORLD_BITS = (1 << 62) | 1  # SCR_EL3.{NSE, NS}
+# _ADMITS[gpi][pas]: the GPI lets an access to that PAS pass, for the GPIs whose verdict does
+# not depend on the security state (NSO does: it always takes the full check).
+_ADMITS = tuple(
+    tuple(gpi == 0b1111 or (gpi & 0b1100 == 0b1000 and gpi & 0b11 == pas) for pas in range(4))
+    for gpi in range(16)
+)
 _STATE_CACHE: dict[
     tuple[int, int],
     tuple[SecurityState, PhysicalAddressSpace, frozenset[PhysicalAddressSpace]],
@@ -178,59 +184,71 @@ class ProcessingElement:
             )
         return pas
 
-    def read(self, pa: int, size: int, pas: PhysicalAddressSpace | None = None) -> bytes:
-        """A data read in the current security state, checked by the GPC."""
-        target = self._pas(pas)
-        state = self.security_state
+    # The access paths below test the GPT cache inline and fall back to
+    # GranuleProtectionChecker.check (which walks the GPT and raises the faults) on a miss or
+    # a denial; DRAM is then accessed through the region buffers directly.
+    def _checked(self, pa: int, size: int, target: PhysicalAddressSpace,
+                 access: AccessKind) -> None:
         try:
-            self.gpc.check(pa, size, target, state, AccessKind.READ)
+            self.gpc.check(pa, size, target, self.security_state, access)
         except GranuleProtectionCheckException as fault:
             self._record_fault(fault)
             raise
-        return self.memory.read(pa, size, target, state)
+
+    def _pas_fast(self, pas: PhysicalAddressSpace | None) -> PhysicalAddressSpace:
+        if pas is None or pas is self.natural_pas:
+            return self.natural_pas
+        return self._pas(pas)
+
+    def _gpc_passes(self, pa: int, last: int, target: int) -> bool:
+        """Cached GPI admits ``target`` for a single-granule access (no walk)."""
+        gpc = self.gpc
+        if not gpc.enabled:
+            return True
+        shift = gpc._shift
+        g = pa >> shift
+        if g != last >> shift:
+            return False
+        entry = gpc._cache.get(g)
+        return entry is not None and _ADMITS[entry[0]][target]
+
+    def read(self, pa: int, size: int, pas: PhysicalAddressSpace | None = None) -> bytes:
+        """A data read in the current security state, checked by the GPC."""
+        target = self._pas_fast(pas)
+        if not self._gpc_passes(pa, pa + size - 1, target):
+            self._checked(pa, size, target, AccessKind.READ)
+        for base, end, buf in self.memory._dram:
+            if base <= pa and pa + size <= end:
+                return buf[pa - base : pa - base + size]
+        return self.memory.read(pa, size, target, self.security_state)
 
     def write(self, pa: int, data: bytes, pas: PhysicalAddressSpace | None = None) -> None:
         """A data write in the current security state, checked by the GPC."""
-        target = self._pas(pas)
-        state = self.security_state
-        try:
-            self.gpc.check(pa, len(data), target, state, AccessKind.WRITE)
-        except GranuleProtectionCheckException as fault:
-            self._record_fault(fault)
-            raise
-        self.memory.write(pa, data, target, state)
+        target = self._pas_fast(pas)
+        size = len(data)
+        if not self._gpc_passes(pa, pa + size - 1, target):
+            self._checked(pa, size, target, AccessKind.WRITE)
+        self.memory.write(pa, data, target, self.security_state)
 
     def zero(self, pa: int, size: int, pas: PhysicalAddressSpace | None = None) -> None:
         """Zero DRAM with ordinary stores (checked by the GPC); whole host pages are dropped
         rather than written, so scrubbing costs no memory."""
-        target = self._pas(pas)
-        state = self.security_state
-        try:
-            self.gpc.check(pa, size, target, state, AccessKind.WRITE)
-        except GranuleProtectionCheckException as fault:
-            self._record_fault(fault)
-            raise
+        target = self._pas_fast(pas)
+        if not self._gpc_passes(pa, pa + size - 1, target):
+            self._checked(pa, size, target, AccessKind.WRITE)
         self.memory.zero(pa, size)
 
     def read_u64(self, pa: int, pas: PhysicalAddressSpace | None = None) -> int:
-        target = self._pas(pas)
-        state = self.security_state
-        try:
-            self.gpc.check(pa, 8, target, state, AccessKind.READ)
-        except GranuleProtectionCheckException as fault:
-            self._record_fault(fault)
-            raise
-        return self.memory.read_u64(pa, target, state)
+        target = self._pas_fast(pas)
+        if not self._gpc_passes(pa, pa + 7, target):
+            self._checked(pa, 8, target, AccessKind.READ)
+        return self.memory.read_u64(pa, target, self.security_state)
 
     def write_u64(self, pa: int, value: int, pas: PhysicalAddressSpace | None = None) -> None:
-        target = self._pas(pas)
-        state = self.security_state
-        try:
-            self.gpc.check(pa, 8, target, state, AccessKind.WRITE)
-        except GranuleProtectionCheckException as fault:
-            self._record_fault(fault)
-            raise
-        self.memory.write_u64(pa, value & MASK64, target, state)
+        target = self._pas_fast(pas)
+        if not self._gpc_passes(pa, pa + 7, target):
+            self._checked(pa, 8, target, AccessKind.WRITE)
+        self.memory.write_u64(pa, value & MASK64, target, self.security_state)
 
     def _record_fault(self, fault: GranuleProtectionCheckException) -> None:
         """Latch MFAR_EL3 for faults that are taken to EL3 as GPC exceptions (§4 routing):

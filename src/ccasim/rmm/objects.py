@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import struct
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import ClassVar, cast
 
 from ..arch.pe import ProcessingElement
@@ -75,7 +76,7 @@ class Realm:
     rpv: bytes
     measurements: list[bytes] = field(default_factory=list)
 
-    @property
+    @cached_property
     def geometry(self) -> RttGeometry:
         return RttGeometry(self.s2sz, self.rtt_level_start, self.rtt_num_start, self.rtt_base)
 

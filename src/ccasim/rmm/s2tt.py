@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from functools import cached_property
 
 from ..arch.pe import ProcessingElement
 from ..arch.security import PhysicalAddressSpace as Pas
@@ -243,7 +244,7 @@ class WalkResult:
     def entry_pa(self) -> int:
         return self.table_pa + 8 * self.index
 
-    @property
+    @cached_property
     def kind(self) -> Rtte:
         return classify(self.desc, self.level)
 
@@ -260,7 +261,8 @@ def walk(pe: ProcessingElement, geometry: RttGeometry, ipa: int, target_level: i
     table_pa = geometry.rtt_base
     while True:
         desc = pe.read_u64(table_pa + 8 * index, Pas.REALM)
-        if level >= target_level or classify(desc, level) is not Rtte.TABLE:
+        # a table descriptor: valid (bit 0) with bit 1 set, below level 3
+        if level >= target_level or level == 3 or desc & 0b11 != 0b11:
             if index >= ENTRIES:  # express the entry relative to its own granule
                 table_pa += (index // ENTRIES) * 4096
                 index %= ENTRIES
