@@ -26,7 +26,7 @@ import dataclasses
 import errno
 import struct
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from ..arch.gpt import (
     L0_TABLE_ADDR_MASK,
@@ -100,6 +100,9 @@ class GptLib:
         self._dram = [r for r in memory_map if r.kind is RegionKind.DRAM]
         self.transitions = 0
         self.tracer: Tracer | None = None
+        # Called after every completed transition with (pe, pa, old GPI, new GPI): observers
+        # such as the invariant checker (ccasim.checker).
+        self.listeners: list[Callable[[ProcessingElement, int, int, int], None]] = []
 
     # ------------------------------------------------------------------ table accesses
     def attach(self, memory: PhysicalMemory) -> None:
@@ -240,6 +243,8 @@ class GptLib:
             self.tracer.instant("GPT transition", "gpt", pe.index, {
                 "pa": hex(pa), "from": Gpi(current).name, "to": Gpi(target_gpi).name,
                 "caller": caller.name})
+        for listener in self.listeners:
+            listener(pe, pa, current, target_gpi)
         return 0
 
     def check_many(

@@ -59,6 +59,9 @@ class Rmm:
         self.last_rsi_error: Exception | None = None
         self.tracer: Tracer | None = None
         self.stage2_listeners: list[Callable[[int, int, int], None]] = []
+        # Called at every REC exit (the run returned, still inside RMI_REC_ENTER, the REC
+        # still counted as running) with (pe, realm, rec): the invariant checker's hook.
+        self.rec_exit_listeners: list[Callable[[ProcessingElement, Realm, Rec], None]] = []
 
     # ------------------------------------------------------------------ EL3 -> RMM
     def cold_boot(self, pe: ProcessingElement) -> None:
@@ -105,7 +108,10 @@ class Rmm:
             from .run import RecRunner
 
             self.runner = RecRunner(self)
-        return self.runner.run(pe, realm, rec, enter)
+        values = self.runner.run(pe, realm, rec, enter)
+        for listener in self.rec_exit_listeners:
+            listener(pe, realm, rec)
+        return values
 
     def stage2_changed(self, vmid: int, ipa: int, size: int) -> None:
         """The RMM's TLBI for stage 2 (TLBI IPAS2E1IS / VMALLS12E1IS): notify every cache
