@@ -38,6 +38,11 @@ _ADMITS = tuple(
     tuple(gpi == 0b1111 or (gpi & 0b1100 == 0b1000 and gpi & 0b11 == pas) for pas in range(4))
     for gpi in range(16)
 )
+_ROOT_STATE = (
+    SecurityState.ROOT,
+    PhysicalAddressSpace.ROOT,
+    emittable(SecurityState.ROOT),
+)
 _STATE_CACHE: dict[
     tuple[int, int],
     tuple[SecurityState, PhysicalAddressSpace, frozenset[PhysicalAddressSpace]],
@@ -142,9 +147,11 @@ class ProcessingElement:
             self._refresh_state()
 
     def set_scr(self, value: int) -> None:
-        """Write SCR_EL3 from EL3 firmware (the world switch's fast path)."""
+        """Write SCR_EL3 from EL3 firmware (the world switch's fast path). At EL3 the
+        security state is Root whatever SCR_EL3 says; it takes effect at the ERET."""
         self.sysregs["SCR_EL3"] = value
-        self._refresh_state()
+        if self.el != 3:
+            self._refresh_state()
 
     def set_el(self, el: int) -> None:
         """Change the current EL (exception entry / ERET are the only callers)."""
@@ -163,7 +170,8 @@ class ProcessingElement:
         if self.smc_vector is None:
             raise UndefinedInstruction("SMC with no EL3 firmware")
         self.sysregs["SPSR_EL3"] = (self.el << 2) | 1  # ELxh
-        self.set_el(3)
+        self.el = 3  # exception entry to EL3: Root state
+        self.security_state, self.natural_pas, self._emittable = _ROOT_STATE
         self.smc_vector(self)
 
     def eret(self) -> None:

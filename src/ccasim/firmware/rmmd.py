@@ -19,13 +19,16 @@ from ..arch.gpt import Gpi
 from ..arch.memory import GRANULE_SIZE
 from ..arch.pe import ProcessingElement
 from ..arch.security import PhysicalAddressSpace as Pas
-from ..arch.security import SecurityState
+from ..arch.security import SecurityState, scr_for
 from . import boot_manifest, smccc
 from .attestation import PlatformAttestation
-from .el3 import FirmwareError, Monitor, Results
+from .el3 import SCR_BASE, SPSR_EL2H, FirmwareError, Monitor, Results
 from .errors import ERmm, ERmmBoot, gpt_errno_to_rmm
 
 RMM_EL3_IFC_VERSION = (0 << 16) | 3  # interface 0.3 (TF-RMM rmm-spec-v1.0-rel0)
+SCR_REALM = SCR_BASE | scr_for(SecurityState.REALM)
+SCR_NON_SECURE = SCR_BASE | scr_for(SecurityState.NON_SECURE)
+MASK64 = (1 << 64) - 1
 
 
 class RealmManagementMonitor(Protocol):
@@ -91,39 +94,58 @@ class Rmmd:
 
     # ------------------------------------------------------------------ RMI
     def forward_rmi(self, pe: ProcessingElement, caller: SecurityState, fid: int) -> Results:
-        if caller is not SecurityState.NON_SECURE or not self.rmm_ready:
+        if caller is not SecurityState.NON_SECURE or not self._ready:
             return (smccc.SMC_UNKNOWN,)
-        if self._in_rmi.get(pe.index):
+        index = pe.index
+        if self._in_rmi.get(index):
             raise FirmwareError("nested RMI call on one PE")
         monitor = self.monitor
-        args = list(pe.x[:8])
-        monitor.save_world(pe, SecurityState.NON_SECURE)
-        self._in_rmi[pe.index] = True
+        contexts = monitor.contexts[index]
+        # Save the Normal world's registers, enter the RMM at R-EL2 with x0..x7 forwarded.
+        ns = contexts[SecurityState.NON_SECURE]
+        ns.x = pe.x
+        ns.spsr = pe.sysregs["SPSR_EL3"]
+        realm = contexts[SecurityState.REALM]
+        pe.x = pe.x[:8] + realm.x[8:]
+        realm.spsr = pe.sysregs["SPSR_EL3"] = SPSR_EL2H
+        pe.set_scr(SCR_REALM)
+        if monitor.tracer is not None:
+            monitor.tracer.instant("world switch -> REALM", "world", index, {})
+        self._in_rmi[index] = True
         try:
-            monitor.enter_lower(pe, SecurityState.REALM, 2, args)
+            pe.eret()
             self.rmm.handle_rmi(pe)
         except BaseException:
             # A modelled-firmware bug: put the PE back in the Normal world before reporting.
-            if self._in_rmi.get(pe.index):
-                self._in_rmi[pe.index] = False
+            if self._in_rmi.get(index):
+                self._in_rmi[index] = False
                 pe.set_el(3)
                 monitor.restore_world(pe, SecurityState.NON_SECURE)
                 pe.eret()
             raise
-        if self._in_rmi.get(pe.index):
-            self._in_rmi[pe.index] = False
+        if self._in_rmi.get(index):
+            self._in_rmi[index] = False
             raise FirmwareError("the RMM returned without RMM_RMI_REQ_COMPLETE")
         return None
 
     def _req_complete(self, pe: ProcessingElement) -> Results:
-        if not self._in_rmi.get(pe.index):
+        index = pe.index
+        if not self._in_rmi.get(index):
             return (smccc.SMC_UNKNOWN,)
-        results = list(pe.x[1:9])
-        monitor = self.monitor
-        monitor.save_world(pe, SecurityState.REALM)
-        monitor.restore_world(pe, SecurityState.NON_SECURE)
-        self._in_rmi[pe.index] = False
-        monitor.return_to_caller(pe, tuple(results))
+        contexts = self.monitor.contexts[index]
+        realm = contexts[SecurityState.REALM]
+        ns = contexts[SecurityState.NON_SECURE]
+        x = pe.x
+        realm.x = x
+        realm.spsr = pe.sysregs["SPSR_EL3"]
+        # The RMM's x1..x8 become the Normal world's x0..x7; its x8.. are preserved.
+        pe.x = [v & MASK64 for v in x[1:9]] + ns.x[8:]
+        pe.sysregs["SPSR_EL3"] = ns.spsr
+        pe.set_scr(SCR_NON_SECURE)
+        if self.monitor.tracer is not None:
+            self.monitor.tracer.instant("world switch -> NON_SECURE", "world", index, {})
+        self._in_rmi[index] = False
+        pe.eret()
         return None
 
     # ------------------------------------------------------------------ RMM -> EL3
