@@ -11,25 +11,28 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ..arch.faults import GranuleProtectionFault
 from ..arch.gpt import Gpi
 from ..attestation.rim import predict_rim
 from ..attestation.verify import verify_token
 from ..guest import programs
-from ..host.vmm import HostCall, RealmSpec, Segment, Vmm
+from ..host.vmm import HostCall, RealmSpec, RealmVm, Segment, Vmm
+from ..mapview import memory_map_view
 from ..platform import Platform
 from ..rmm import measurement
 from ..trace import Tracer
 from .main import app
+from .map import print_compact_map
 
 SHARED_OFFSET = 0x1000_0000  # the token window, above the console in the unprotected half
 
@@ -47,30 +50,27 @@ class DemoError(Exception):
     pass
 
 
-def run_demo(console: Console | None, tracer: Tracer | None = None) -> list[Step]:
-    """The demo's steps; ``console`` None runs it silently."""
-    steps: list[Step] = []
+@dataclass
+class DemoRealm:
+    """The demo realm, built through the RMI and ready to run (``vmm.run(vm)``)."""
 
-    def step(name: str, ok: bool, detail: str, t0: float, **data: Any) -> None:
-        steps.append(Step(name, ok, detail, time.perf_counter() - t0, data))
-        if console is not None:
-            mark = "[green]✓[/green]" if ok else "[red]✗[/red]"
-            console.print(f" {mark} [bold]{name:<10}[/bold] {detail} "
-                          f"[dim]({steps[-1].seconds * 1000:.0f} ms)[/dim]")
+    vmm: Vmm
+    vm: RealmVm
+    spec: RealmSpec
+    layout: programs.GuestLayout
+    challenge: bytes
+    token: dict[str, bytes]  # "bytes": the token the guest hands over through the host
 
-    # 1. boot ------------------------------------------------------------------------------
-    t0 = time.perf_counter()
-    p = Platform()
-    if tracer is not None:
-        p.attach_tracer(tracer)
-    boot_summary = _gpt_counts(p)
-    g = p.monitor.gpt.geometry
-    step("boot", p.el3.rmm_boot_status == 0,
-         f"EL3 built the GPT (PPS {g.t} bits, {len(p.cpus)} PEs), enabled the GPC and booted "
-         f"the RMM (RMI 1.0); platform token cached", t0)
 
-    # 2. build -----------------------------------------------------------------------------
-    t0 = time.perf_counter()
+def build_demo_realm(
+    p: Platform,
+    *,
+    on_line: Callable[[str], None] | None = None,
+    challenge: bytes | None = None,
+) -> DemoRealm:
+    """Build the demo realm on ``p``: the demo guest in 2 MiB of RAM, a shared window for
+    the token, host calls that hand over ``challenge`` (random by default) and collect the
+    token; ``on_line`` receives each line the realm prints."""
     layout = programs.GuestLayout()
     shared_ipa = layout.unprotected_base + SHARED_OFFSET
     image = programs.demo(layout, shared_ipa)
@@ -82,13 +82,12 @@ def run_demo(console: Console | None, tracer: Tracer | None = None) -> list[Step
         rpv=b"ccasim demo realm".ljust(64, b"\0"),
         shared=((shared_ipa, 2 * 4096),),
     )
-    challenge = os.urandom(64)
+    nonce = os.urandom(64) if challenge is None else challenge
     token: dict[str, bytes] = {}
-    out = sys.stdout
 
     def host_call(call: HostCall) -> list[int] | None:
         if call.imm == programs.CHALLENGE_HOST_CALL_IMM:
-            words = [int.from_bytes(challenge[i : i + 8], "little") for i in range(0, 64, 8)]
+            words = [int.from_bytes(nonce[i : i + 8], "little") for i in range(0, 64, 8)]
             return words + list(call.gprs[8:])
         if call.imm == programs.TOKEN_HOST_CALL_IMM:
             ipa, length, status = call.gprs[:3]
@@ -101,13 +100,49 @@ def run_demo(console: Console | None, tracer: Tracer | None = None) -> list[Step
     def uart(byte: bytes) -> None:
         line.extend(byte)
         if byte == b"\n":
-            if console is not None:
-                console.print(f"   [cyan]realm>[/cyan] {line.decode(errors='replace').rstrip()}",
-                              highlight=False)
+            if on_line is not None:
+                on_line(line.decode(errors="replace").rstrip())
             line.clear()
 
     vmm = Vmm(p, console=uart, host_call=host_call)
     vm = vmm.create(spec)
+    return DemoRealm(vmm, vm, spec, layout, nonce, token)
+
+
+def run_demo(console: Console | None, tracer: Tracer | None = None,
+             check: bool = False) -> list[Step]:
+    """The demo's steps; ``console`` None runs it silently; ``check`` verifies the
+    platform's invariants after every SMC, REC exit and GPT transition."""
+    steps: list[Step] = []
+
+    def step(name: str, ok: bool, detail: str, t0: float, **data: Any) -> None:
+        steps.append(Step(name, ok, detail, time.perf_counter() - t0, data))
+        if console is not None:
+            mark = "[green]✓[/green]" if ok else "[red]✗[/red]"
+            console.print(f" {mark} [bold]{name:<10}[/bold] {detail} "
+                          f"[dim]({steps[-1].seconds * 1000:.0f} ms)[/dim]")
+
+    # 1. boot ------------------------------------------------------------------------------
+    t0 = time.perf_counter()
+    p = Platform(check_invariants=check)
+    if tracer is not None:
+        p.attach_tracer(tracer)
+    boot_summary = _gpt_counts(p)
+    g = p.monitor.gpt.geometry
+    step("boot", p.el3.rmm_boot_status == 0,
+         f"EL3 built the GPT (PPS {g.t} bits, {len(p.cpus)} PEs), enabled the GPC and booted "
+         f"the RMM (RMI 1.0); platform token cached", t0)
+
+    # 2. build -----------------------------------------------------------------------------
+    t0 = time.perf_counter()
+
+    def realm_line(text: str) -> None:
+        if console is not None:
+            console.print(f"   [cyan]realm>[/cyan] {escape(text)}", highlight=False)
+
+    demo_realm = build_demo_realm(p, on_line=realm_line)
+    vmm, vm, spec, layout = demo_realm.vmm, demo_realm.vm, demo_realm.spec, demo_realm.layout
+    challenge, token = demo_realm.challenge, demo_realm.token
     predicted = predict_rim(spec).rim
     with p.cpus[0].probe(_realm_state())._running() as pe:
         from ..rmm.objects import Realm
@@ -126,7 +161,6 @@ def run_demo(console: Console | None, tracer: Tracer | None = None) -> list[Step
     step("run", result.reason == "system_off",
          f"realm ran to PSCI SYSTEM_OFF ({sum(result.exits.values())} REC exits: {exits})",
          t0)
-    del out
 
     # 4. attest ----------------------------------------------------------------------------
     t0 = time.perf_counter()
@@ -148,7 +182,27 @@ def run_demo(console: Console | None, tracer: Tracer | None = None) -> list[Step
              f"challenge, RIM = prediction, REM[0] = workload hash → {verdict.status}", t0,
              status=verdict.status)
 
-    # 5. isolation -------------------------------------------------------------------------
+    # 5. map -------------------------------------------------------------------------------
+    t0 = time.perf_counter()
+    view = memory_map_view(p)
+    if console is not None:
+        print_compact_map(console, view)
+    if len(view.realms) != 1:
+        step("map", False, f"{len(view.realms)} realms found in the granule tracker", t0)
+    else:
+        realm_view = view.realms[0]
+        kinds = realm_view.by_kind()
+        counts = {k: len(v) for k, v in kinds.items()}
+        step("map", not view.problems,
+             f"from the GPT and the RMM's granule tracker: {realm_view.label} holds "
+             f"{counts.get('rd', 0)} RD, {counts.get('rec', 0)} REC + "
+             f"{counts.get('rec_aux', 0)} aux, {counts.get('rtt', 0)} RTT and "
+             f"{counts.get('data', 0)} DATA granules, "
+             + ("all GPI Realm" if not view.problems else view.problems[0])
+             + f"; it maps {len(realm_view.shared)} NS pages", t0,
+             granules=counts, shared=len(realm_view.shared))
+
+    # 6. isolation -------------------------------------------------------------------------
     t0 = time.perf_counter()
     target = vm.handle.data[layout.ram_base]
     try:
@@ -160,7 +214,7 @@ def run_demo(console: Console | None, tracer: Tracer | None = None) -> list[Step
              f"Protection Fault ({fault.pas.name} PAS, GPI {Gpi(p.el3.gpi(target)).name}, "
              f"GPT level {fault.level})", t0)
 
-    # 6. teardown --------------------------------------------------------------------------
+    # 7. teardown --------------------------------------------------------------------------
     t0 = time.perf_counter()
     vmm.destroy(vm)
     leftovers = p.rmm.tracker.nonzero()
@@ -185,6 +239,8 @@ def _realm_state() -> Any:
 def demo(
     trace: Annotated[Path | None, typer.Option(help="write a Chrome trace (Perfetto)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+    check: Annotated[bool, typer.Option(
+        "--check", help="verify the platform's invariants after every SMC and REC exit")] = False,
 ) -> None:
     """The main job: boot, build and run a realm, attest it, try to peek at it, clean up."""
     start = time.perf_counter()
@@ -194,7 +250,7 @@ def demo(
                       "EL3, RMM, a realm, its attestation")
     tracer = Tracer() if trace is not None else None
     try:
-        steps = run_demo(console, tracer)
+        steps = run_demo(console, tracer, check)
     except Exception as err:  # a bug in the model: one line, non-zero exit
         Console(stderr=True).print(f"[red]error:[/red] demo failed: {err}")
         raise typer.Exit(1) from None
