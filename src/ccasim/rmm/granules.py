@@ -46,7 +46,10 @@ class GranuleTracker:
         """The tracking index of ``pa``, or None if unaligned or not tracked."""
         if pa & (GRANULE_SIZE - 1):
             return None
-        for base, end, first in self._bank_index:
+        base, end, first = self._bank_index[0]
+        if base <= pa < end:
+            return first + ((pa - base) >> GRANULE_SHIFT)
+        for base, end, first in self._bank_index[1:]:
             if base <= pa < end:
                 return first + ((pa - base) >> GRANULE_SHIFT)
         return None

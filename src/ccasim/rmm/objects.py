@@ -10,8 +10,7 @@ from __future__ import annotations
 import enum
 import struct
 from dataclasses import dataclass, field
-from functools import cached_property
-from typing import ClassVar, cast
+from typing import ClassVar
 
 from ..arch.pe import ProcessingElement
 from ..arch.security import PhysicalAddressSpace as Pas
@@ -54,7 +53,12 @@ RD_LAYOUT = Layout(
 )
 
 
-@dataclass
+# The RD image as one struct: 14 words, the RPV and the five measurement slots.
+_RD_STRUCT = struct.Struct("<14Q144x64s192x" + "64s" * MEASUREMENT_SLOTS)
+assert _RD_STRUCT.size == RD_LAYOUT.size
+
+
+@dataclass(slots=True)
 class Realm:
     """A Realm Descriptor loaded from (and stored back into) its RD granule."""
 
@@ -76,7 +80,7 @@ class Realm:
     rpv: bytes
     measurements: list[bytes] = field(default_factory=list)
 
-    @cached_property
+    @property
     def geometry(self) -> RttGeometry:
         return RttGeometry(self.s2sz, self.rtt_level_start, self.rtt_num_start, self.rtt_base)
 
@@ -90,30 +94,13 @@ class Realm:
 
     @classmethod
     def load(cls, pe: ProcessingElement, pa: int) -> Realm:
-        values = RD_LAYOUT.unpack_tuple(pe.read(pa, RD_LAYOUT.size, Pas.REALM))
-        state, rec_count, num_rec_aux, algo, s2sz, rtt_base, sl, num_start = cast(
-            tuple[int, ...], values[:8]
-        )
-        vmid, flags, sve_vl, num_bps, num_wps, pmu = cast(tuple[int, ...], values[8:14])
-        rpv, meas = cast(tuple[bytes, bytes], values[14:])
+        (state, rec_count, num_rec_aux, algo, s2sz, rtt_base, sl, num_start, vmid, flags,
+         sve_vl, num_bps, num_wps, pmu, rpv, *meas) = _RD_STRUCT.unpack(
+            pe.read(pa, RD_LAYOUT.size, Pas.REALM))
         return cls(
-            pa,
-            _REALM_STATES[state],
-            rec_count,
-            num_rec_aux,
-            _HASH_ALGOS[algo],
-            s2sz,
-            rtt_base,
-            sl - (1 << 64) if sl >> 63 else sl,
-            num_start,
-            vmid,
-            flags,
-            sve_vl,
-            num_bps,
-            num_wps,
-            pmu,
-            rpv,
-            [meas[i * SLOT_SIZE : (i + 1) * SLOT_SIZE] for i in range(MEASUREMENT_SLOTS)],
+            pa, _REALM_STATES[state], rec_count, num_rec_aux, _HASH_ALGOS[algo], s2sz,
+            rtt_base, sl - (1 << 64) if sl >> 63 else sl, num_start, vmid, flags, sve_vl,
+            num_bps, num_wps, pmu, rpv, meas,
         )
 
     def store(self, pe: ProcessingElement) -> None:

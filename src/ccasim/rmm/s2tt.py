@@ -17,8 +17,7 @@ MemAttr[2:0] (bits [4:2]) and S2AP (bits [7:6]).
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
-from functools import cached_property
+from typing import NamedTuple
 
 from ..arch.pe import ProcessingElement
 from ..arch.security import PhysicalAddressSpace as Pas
@@ -99,6 +98,10 @@ ASSIGNED_OF = {
 }
 
 
+_ASSIGNED_BY_RIPAS = (Rtte.ASSIGNED_EMPTY, Rtte.ASSIGNED_RAM, Rtte.ASSIGNED_DESTROYED)
+_UNASSIGNED_BY_RIPAS = (Rtte.UNASSIGNED_EMPTY, Rtte.UNASSIGNED_RAM, Rtte.UNASSIGNED_DESTROYED)
+
+
 def level_shift(level: int) -> int:
     return 12 + 9 * (3 - level)
 
@@ -143,10 +146,12 @@ def classify(desc: int, level: int) -> Rtte:
         return Rtte.ASSIGNED_NS if desc & NS_BIT else Rtte.ASSIGNED_RAM
     if desc & NS_BIT:
         return Rtte.UNASSIGNED_NS
-    ripas = Ripas((desc & RIPAS_MASK) >> RIPAS_SHIFT)
+    ripas = (desc & RIPAS_MASK) >> RIPAS_SHIFT
+    if ripas > Ripas.DESTROYED:
+        raise ValueError(f"RTT entry {desc:#x} holds a reserved RIPAS")
     if (desc & HIPAS_MASK) >> HIPAS_SHIFT:
-        return ASSIGNED_OF[ripas]
-    return UNASSIGNED_OF[ripas]
+        return _ASSIGNED_BY_RIPAS[ripas]
+    return _UNASSIGNED_BY_RIPAS[ripas]
 
 
 def ripas_of(kind: Rtte) -> Ripas:
@@ -211,8 +216,7 @@ def num_root_tables(s2sz: int, sl: int) -> int:
     return 1 if excess <= 0 else 1 << excess
 
 
-@dataclass(frozen=True)
-class RttGeometry:
+class RttGeometry(NamedTuple):
     s2sz: int
     start_level: int
     num_start: int
@@ -228,25 +232,24 @@ class RttGeometry:
         return 1 << self.s2sz
 
     def in_par(self, ipa: int) -> bool:
-        return ipa < self.par_top
+        return ipa < 1 << (self.s2sz - 1)
 
 
-@dataclass(frozen=True)
 class WalkResult:
     """Where a walk stopped: the level, the table granule, the entry index and value."""
 
-    level: int
-    table_pa: int
-    index: int
-    desc: int
+    __slots__ = ("desc", "index", "kind", "level", "table_pa")
+
+    def __init__(self, level: int, table_pa: int, index: int, desc: int) -> None:
+        self.level = level
+        self.table_pa = table_pa
+        self.index = index
+        self.desc = desc
+        self.kind: Rtte = classify(desc, level)
 
     @property
     def entry_pa(self) -> int:
         return self.table_pa + 8 * self.index
-
-    @cached_property
-    def kind(self) -> Rtte:
-        return classify(self.desc, self.level)
 
 
 def walk(pe: ProcessingElement, geometry: RttGeometry, ipa: int, target_level: int) -> WalkResult:

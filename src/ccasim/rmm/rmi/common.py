@@ -36,12 +36,13 @@ def find(rmm: Rmm, conds: Conditions, prefix: str, pa: int, state: GranuleState)
     """Granule lookup with the three labelled checks ``<prefix>_align``, ``_bound``,
     ``_state`` (rmm-abi §3.2); returns the tracking index."""
     tracker = rmm.tracker
-    if pa % GRANULE_SIZE:
-        conds[f"{prefix}_align"].fail()
     idx = tracker.index(pa)
-    if idx is None:
-        conds[f"{prefix}_bound"].fail()
-    if tracker.raw_state(idx) != state:
+    if idx is None or tracker.raw_state(idx) != state:
+        # the failure path: find out which condition, in order
+        if pa % GRANULE_SIZE:
+            conds[f"{prefix}_align"].fail()
+        if idx is None:
+            conds[f"{prefix}_bound"].fail()
         conds[f"{prefix}_state"].fail()
     return idx
 
