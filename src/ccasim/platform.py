@@ -18,6 +18,7 @@ from .arch.memory import PhysicalMemory, Region
 from .arch.pe import MASK64, ProcessingElement
 from .arch.pl011 import Pl011
 from .arch.security import PhysicalAddressSpace, SecurityState, scr_for
+from .checker import InvariantChecker
 from .config import RMM_PRIVATE_BASE, PlatformConfig
 from .firmware.attestation import PlatformAttestation
 from .firmware.el3 import SCR_BASE, FirmwareError, Monitor
@@ -169,7 +170,9 @@ class Cpu:
 class Platform:
     """A booted RME platform. See DESIGN.md for the contract."""
 
-    def __init__(self, config: PlatformConfig | None = None) -> None:
+    def __init__(
+        self, config: PlatformConfig | None = None, *, check_invariants: bool = False
+    ) -> None:
         self.config = config or PlatformConfig()
         self.memory_map = self.config.memory_map()
         self.memory = PhysicalMemory(self.memory_map)
@@ -210,6 +213,11 @@ class Platform:
         self.el3 = El3Port(self)
         self.tracer: Tracer | None = None
         self._cold_boot()
+        # check_invariants: verify the architecture's invariants after every SMC, REC exit
+        # and GPT transition (ccasim.checker); raises InvariantViolation at the first one.
+        self.checker: InvariantChecker | None = (
+            InvariantChecker(self).attach() if check_invariants else None
+        )
 
     def _cold_boot(self) -> None:
         """BL31 cold boot on PE 0, warm boot of the others, then exit to the Normal world."""

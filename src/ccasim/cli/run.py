@@ -37,13 +37,15 @@ def run(
     max_exits: Annotated[int, typer.Option(help="stop after this many REC exits")] = 1_000_000,
     timeout: Annotated[float, typer.Option(help="stop after this many seconds")] = 60.0,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable summary")] = False,
+    check: Annotated[bool, typer.Option(
+        "--check", help="verify the platform's invariants after every SMC and REC exit")] = False,
 ) -> None:
     """Build and run a realm; its console is streamed; exit 0 on SYSTEM_OFF."""
     spec = _load(description)
     from ..host.vmm import RealmSpec
 
     assert isinstance(spec, RealmSpec)
-    p = Platform()
+    p = Platform(check_invariants=check)
     tracer = Tracer() if trace is not None else None
     if tracer is not None:
         p.attach_tracer(tracer)
