@@ -180,7 +180,24 @@ from . import run as _run  # noqa: E402, F401
 
 
 def main() -> None:
-    app()
+    """The ``ccasim`` entry point. Usage errors (unknown command or option, bad or missing
+    argument) are one line on stderr with exit status 2, not click's boxed usage panel."""
+    try:
+        code = app(standalone_mode=False)
+    except typer.Abort:
+        Console(stderr=True).print("[red]aborted[/red]")
+        raise SystemExit(1) from None
+    except Exception as err:
+        # click's ClickException (UsageError, BadParameter, ...), whichever click typer uses
+        exit_code, message = getattr(err, "exit_code", None), getattr(err, "format_message", None)
+        if not isinstance(exit_code, int) or not callable(message):
+            raise
+        ctx = getattr(err, "ctx", None)
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        Console(stderr=True).print(Text.assemble(("error:", "red"), " ", message() + hint),
+                                   highlight=False, soft_wrap=True)
+        raise SystemExit(exit_code) from None
+    raise SystemExit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":
