@@ -224,9 +224,14 @@ class ProcessingElement:
 
     def read(self, pa: int, size: int, pas: PhysicalAddressSpace | None = None) -> bytes:
         """A data read in the current security state, checked by the GPC."""
-        target = self._pas_fast(pas)
-        if not self._gpc_passes(pa, pa + size - 1, target):
-            self._checked(pa, size, target, AccessKind.READ)
+        target = self.natural_pas if pas is None or pas is self.natural_pas else self._pas(pas)
+        gpc = self.gpc
+        if gpc.enabled:
+            shift = gpc._shift
+            g = pa >> shift
+            entry = gpc._cache.get(g) if g == (pa + size - 1) >> shift else None
+            if entry is None or not _ADMITS[entry[0]][target]:
+                self._checked(pa, size, target, AccessKind.READ)
         for base, end, buf in self.memory._dram:
             if base <= pa and pa + size <= end:
                 return buf[pa - base : pa - base + size]
@@ -234,10 +239,15 @@ class ProcessingElement:
 
     def write(self, pa: int, data: bytes, pas: PhysicalAddressSpace | None = None) -> None:
         """A data write in the current security state, checked by the GPC."""
-        target = self._pas_fast(pas)
+        target = self.natural_pas if pas is None or pas is self.natural_pas else self._pas(pas)
         size = len(data)
-        if not self._gpc_passes(pa, pa + size - 1, target):
-            self._checked(pa, size, target, AccessKind.WRITE)
+        gpc = self.gpc
+        if gpc.enabled:
+            shift = gpc._shift
+            g = pa >> shift
+            entry = gpc._cache.get(g) if g == (pa + size - 1) >> shift else None
+            if entry is None or not _ADMITS[entry[0]][target]:
+                self._checked(pa, size, target, AccessKind.WRITE)
         self.memory.write(pa, data, target, self.security_state)
 
     def zero(self, pa: int, size: int, pas: PhysicalAddressSpace | None = None) -> None:
@@ -327,9 +337,16 @@ class ProcessingElement:
         if size is None:
             return  # reserved size: the architecture makes this CONSTRAINED UNPREDICTABLE
         pa &= ~(size - 1)
-        self._log(name, pa, size)
+        if self.maintenance_log is not None:
+            self._log(name, pa, size)
         for pe in self.peers:
-            pe.gpc.invalidate_range(pa, size)
+            gpc = pe.gpc
+            if size == 1 << gpc._shift:  # one granule: the common case of a transition
+                for listener in gpc.listeners:
+                    listener()
+                gpc._cache.pop(pa >> gpc._shift, None)
+            else:
+                gpc.invalidate_range(pa, size)
 
     def tlbi_rpalos(self, xt: int) -> None:
         """TLBI RPALOS, Xt: invalidate last-level GPT info for a PA range, all PEs."""
@@ -343,13 +360,16 @@ class ProcessingElement:
         """DC CIPAPA: clean and invalidate to the PoPA. The model keeps no data caches in
         front of the PoPA, so the operation is complete as soon as it is issued; it is still
         executed (and logged) in the order firmware issues it."""
-        self._el3_only("DC CIPAPA")
-        self._log("DC CIPAPA", pa, 64, pas)
+        if self.el != 3:
+            raise UndefinedInstruction(f"DC CIPAPA at EL{self.el}")
+        if self.maintenance_log is not None:
+            self._log("DC CIPAPA", pa, 64, pas)
 
     def dsb(self, domain: str = "OSH") -> None:
         """DSB: every access and maintenance operation in the model completes in order, so a
         barrier has nothing to wait for; logged to keep the firmware sequence visible."""
-        self._log(f"DSB {domain}")
+        if self.maintenance_log is not None:
+            self._log(f"DSB {domain}")
 
 
 def mpidr_for(index: int) -> int:

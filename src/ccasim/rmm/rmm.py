@@ -97,8 +97,13 @@ class Rmm:
         self._el3_call(pe, smccc.RMM_BOOT_COMPLETE, smccc.to_u64(status))
 
     def handle_rmi(self, pe: ProcessingElement) -> None:
-        results = dispatch(self, pe, pe.x[0], pe.x[1:8])
-        self._el3_call(pe, smccc.RMM_RMI_REQ_COMPLETE, *results, *([0] * (8 - len(results))))
+        x = pe.x
+        results = dispatch(self, pe, x[0], x[1:8])
+        # RMM_RMI_REQ_COMPLETE: x1..x5 = the command's x0..x4, x6..x8 = 0 (rmm-abi §2.1)
+        x = pe.x
+        x[0] = smccc.RMM_RMI_REQ_COMPLETE
+        x[1:9] = [v & smccc.MASK64 for v in results] + [0] * (8 - len(results))
+        pe.smc()
 
     # ------------------------------------------------------------------ REC execution
     def run_rec(self, pe: ProcessingElement, realm: Realm, rec: Rec,

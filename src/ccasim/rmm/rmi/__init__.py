@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ...firmware import smccc
-from ..errors import RmiError
+from ..errors import CONDITION_LISTENERS, RmiError, report_condition
 
 if TYPE_CHECKING:
     from ...arch.pe import ProcessingElement
@@ -38,14 +38,16 @@ RESULT_REGS = 5  # REL0: x0..x4
 
 def dispatch(rmm: Rmm, pe: ProcessingElement, fid: int, args: Sequence[int]) -> tuple[int, ...]:
     """Decode and run one RMI call; returns the result registers x0..x4."""
-    command = RMI_TABLE.get(smccc.normalise(fid))
+    command = RMI_TABLE.get(fid & 0xFFFE_FFFF)  # w0 with the SVE hint (bit 16) cleared
     if command is None:
         return (smccc.SMC_UNKNOWN,) + (0,) * (RESULT_REGS - 1)
     try:
-        results = tuple(command.handler(rmm, pe, list(args[: command.args])))
+        results = tuple(command.handler(rmm, pe, args))
         rmm.last_error = None
     except RmiError as err:
         rmm.last_error = err
+        if CONDITION_LISTENERS:
+            report_condition("RMI", command.name, err.label)
         results = (err.code, *err.outputs)
     return results + (0,) * (RESULT_REGS - len(results))
 
