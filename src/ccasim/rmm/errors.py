@@ -9,7 +9,7 @@ defines for that failure.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import NoReturn
 
@@ -92,3 +92,15 @@ RTT = RmiStatus.ERROR_RTT
 
 def conditions(command: str, *rows: tuple[str, RmiStatus, str]) -> Conditions:
     return Conditions(command, [Condition(label, status, text) for label, status, text in rows])
+
+
+# Observers of failure conditions (``ccasim.conformance`` records which conditions the test
+# suite triggers): called with (interface, command, label) — interface "RMI" or "RSI" —
+# whenever the RMI or RSI dispatcher turns a labelled failure into a result. Empty in normal
+# runs, where the dispatchers pay one list test per failure and nothing otherwise.
+CONDITION_LISTENERS: list[Callable[[str, str, str], None]] = []
+
+
+def report_condition(interface: str, command: str, label: str) -> None:
+    for listener in CONDITION_LISTENERS:
+        listener(interface, command, label)

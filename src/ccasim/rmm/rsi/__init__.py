@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..context import RecExit, RunContext
+from ..errors import CONDITION_LISTENERS, report_condition
 
 
 class RsiStatus(enum.IntEnum):
@@ -28,6 +29,21 @@ class RsiError(Exception):
         self.status = status
         self.label = label
         self.outputs = outputs
+
+
+@dataclass(frozen=True)
+class RsiCondition:
+    """One labelled failure condition of an RSI command (declared as data next to the
+    handler that raises it; ``ccasim.conformance`` lists them)."""
+
+    command: str
+    label: str
+    status: RsiStatus
+    description: str
+
+
+def rsi_conditions(command: str, *rows: tuple[str, RsiStatus, str]) -> tuple[RsiCondition, ...]:
+    return tuple(RsiCondition(command, label, status, text) for label, status, text in rows)
 
 
 @dataclass(frozen=True)
@@ -74,11 +90,14 @@ def dispatch(ctx: RunContext, fid: int) -> RecExit | None:
         return command.handler(ctx)
     except RsiError as err:
         ctx.rmm.last_rsi_error = err
+        if CONDITION_LISTENERS:
+            report_condition("RSI", command.name, err.label)
         ret(ctx, err.status, *err.outputs)
         return None
 
 
 from . import attestation, config, host_call, measurement, memory, version  # noqa: E402
 
-__all__ = ["RSI_TABLE", "RsiError", "RsiStatus", "attestation", "config", "dispatch",
-           "host_call", "is_rsi", "measurement", "memory", "ret", "rsi_command", "version"]
+__all__ = ["RSI_TABLE", "RsiCondition", "RsiError", "RsiStatus", "attestation", "config",
+           "dispatch", "host_call", "is_rsi", "measurement", "memory", "ret", "rsi_command",
+           "rsi_conditions", "version"]

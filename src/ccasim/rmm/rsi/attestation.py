@@ -11,11 +11,25 @@ from __future__ import annotations
 from ...arch.memory import GRANULE_SIZE
 from ..context import EmptyPage, RecExit, RunContext
 from ..objects import REC_TOKEN_INIT
-from . import RsiError, RsiStatus, ret, rsi_command
+from . import RsiError, RsiStatus, ret, rsi_command, rsi_conditions
 
 TOKEN_AUX_FIRST = 4  # aux granules 0..3 hold the vCPU context
 TOKEN_MAX = (16 - TOKEN_AUX_FIRST) * GRANULE_SIZE
 TOKEN_BUFFER_UPPER_BOUND = GRANULE_SIZE  # RMM_CCA_TOKEN_BUFFER default: one page
+
+
+RSI_CONDITIONS = rsi_conditions(
+    "RSI_ATTESTATION_TOKEN_CONTINUE",
+    ("addr_align", RsiStatus.ERROR_INPUT, "addr is not aligned to a granule"),
+    ("offset_bound", RsiStatus.ERROR_INPUT, "offset is not within the granule"),
+    ("size_bound", RsiStatus.ERROR_INPUT, "offset + size runs past the granule"),
+    ("addr_bound", RsiStatus.ERROR_INPUT, "addr is not in the protected IPA space"),
+    ("token_init", RsiStatus.ERROR_STATE, "no RSI_ATTESTATION_TOKEN_INIT since the last token"),
+    ("addr_ripas", RsiStatus.ERROR_INPUT, "addr is RIPAS EMPTY (or DESTROYED)"),
+    ("no_token_builder", RsiStatus.ERROR_UNKNOWN, "the RMM cannot sign tokens"),
+    ("token_build", RsiStatus.ERROR_INPUT, "building the token failed"),
+    ("token_size", RsiStatus.ERROR_INPUT, "the token is empty or larger than its buffer"),
+)
 
 
 @rsi_command(0xC400_0194, "RSI_ATTESTATION_TOKEN_INIT")

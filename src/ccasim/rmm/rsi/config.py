@@ -4,13 +4,21 @@ from __future__ import annotations
 
 from ...layout import Field, Layout
 from ..context import EmptyPage, RecExit, RunContext
-from . import RsiError, RsiStatus, ret, rsi_command
+from . import RsiError, RsiStatus, ret, rsi_command, rsi_conditions
 
 REALM_CONFIG = Layout(
     "RsiRealmConfig",
     0x240,
     [Field("ipa_width", 0x000, 8), Field("hash_algo", 0x008, 1),
      Field("rpv", 0x200, 64, raw=True)],
+)
+
+
+RSI_CONDITIONS = rsi_conditions(
+    "RSI_REALM_CONFIG",
+    ("addr_align", RsiStatus.ERROR_INPUT, "addr is not aligned to a granule"),
+    ("addr_bound", RsiStatus.ERROR_INPUT, "addr is not in the protected IPA space"),
+    ("addr_ripas", RsiStatus.ERROR_INPUT, "addr is RIPAS EMPTY (or DESTROYED)"),
 )
 
 

@@ -6,10 +6,19 @@ from ...layout import Field, Layout
 from ..context import EmptyPage, RecExit, RunContext
 from ..objects import REC_HOST_CALL_PENDING
 from ..recrun import RecExitReason
-from . import RsiError, RsiStatus, rsi_command
+from . import RsiError, RsiStatus, rsi_command, rsi_conditions
 
 HOST_CALL = Layout(
     "RsiHostCall", 0x100, [Field("imm", 0x00, 4), Field("gprs", 0x08, 31 * 8, raw=True)]
+)
+
+
+RSI_CONDITIONS = rsi_conditions(
+    "RSI_HOST_CALL",
+    ("addr_align", RsiStatus.ERROR_INPUT, "addr is not aligned to 256 bytes"),
+    ("addr_granule", RsiStatus.ERROR_INPUT, "the RsiHostCall structure crosses a granule"),
+    ("addr_bound", RsiStatus.ERROR_INPUT, "addr is not in the protected IPA space"),
+    ("addr_ripas", RsiStatus.ERROR_INPUT, "addr is RIPAS EMPTY (or DESTROYED)"),
 )
 
 

@@ -4,7 +4,19 @@ from __future__ import annotations
 
 from .. import measurement as m
 from ..context import RecExit, RunContext
-from . import RsiError, RsiStatus, ret, rsi_command
+from . import RsiError, RsiStatus, ret, rsi_command, rsi_conditions
+
+RSI_CONDITIONS = (
+    *rsi_conditions(
+        "RSI_MEASUREMENT_READ",
+        ("index_bound", RsiStatus.ERROR_INPUT, "index is above 4"),
+    ),
+    *rsi_conditions(
+        "RSI_MEASUREMENT_EXTEND",
+        ("index_bound", RsiStatus.ERROR_INPUT, "index is 0 (the RIM) or above 4"),
+        ("size_bound", RsiStatus.ERROR_INPUT, "size is above 64 bytes"),
+    ),
+)
 
 
 @rsi_command(0xC400_0192, "RSI_MEASUREMENT_READ")

@@ -6,7 +6,26 @@ from .. import s2tt
 from ..context import RecExit, RunContext
 from ..recrun import RecExitReason
 from ..s2tt import ENTRIES, Rtte
-from . import RsiError, RsiStatus, ret, rsi_command
+from . import RsiError, RsiStatus, ret, rsi_command, rsi_conditions
+
+RSI_CONDITIONS = (
+    *rsi_conditions(
+        "RSI_IPA_STATE_SET",
+        ("ripas_valid", RsiStatus.ERROR_INPUT, "ripas is neither EMPTY nor RAM"),
+        ("base_align", RsiStatus.ERROR_INPUT, "base is not aligned to a granule"),
+        ("top_align", RsiStatus.ERROR_INPUT, "top is not aligned to a granule"),
+        ("size_valid", RsiStatus.ERROR_INPUT, "top <= base"),
+        ("rgn_bound", RsiStatus.ERROR_INPUT, "[base, top) is not in the protected IPA space"),
+    ),
+    *rsi_conditions(
+        "RSI_IPA_STATE_GET",
+        ("base_align", RsiStatus.ERROR_INPUT, "base is not aligned to a granule"),
+        ("end_align", RsiStatus.ERROR_INPUT, "end is not aligned to a granule"),
+        ("size_valid", RsiStatus.ERROR_INPUT, "end <= base"),
+        ("rgn_bound", RsiStatus.ERROR_INPUT, "[base, end) is not in the protected IPA space"),
+        ("ripas", RsiStatus.ERROR_INPUT, "base is not mapped by a protected leaf entry"),
+    ),
+)
 
 
 @rsi_command(0xC400_0197, "RSI_IPA_STATE_SET")

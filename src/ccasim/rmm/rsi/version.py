@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 from ..context import RecExit, RunContext
-from . import RsiError, RsiStatus, ret, rsi_command
+from . import RsiError, RsiStatus, ret, rsi_command, rsi_conditions
 
 RSI_ABI_VERSION = 0x0001_0000
+
+
+RSI_CONDITIONS = rsi_conditions(
+    "RSI_VERSION",
+    ("version", RsiStatus.ERROR_INPUT, "the requested version is not 1.0"),
+)
 
 
 @rsi_command(0xC400_0190, "RSI_VERSION")
