@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from ..attestation.rim import predict_rim
 from ..host.description import DescriptionError, load_description
@@ -22,11 +23,17 @@ from .main import app
 EXIT_CODES = {"system_off": 0, "system_reset": 3}
 
 
+def _error(message: str) -> None:
+    """One line on stderr; the message is plain text (no markup, no wrapping)."""
+    Console(stderr=True).print(Text.assemble(("error:", "red"), " ", message),
+                               highlight=False, soft_wrap=True)
+
+
 def _load(path: Path) -> object:
     try:
         return load_description(path)
     except DescriptionError as err:
-        Console(stderr=True).print(f"[red]error:[/red] {err}")
+        _error(str(err))
         raise typer.Exit(2) from None
 
 
@@ -65,7 +72,7 @@ def run(
     try:
         vm = vmm.create(spec)
     except (RuntimeError, ValueError) as err:
-        Console(stderr=True).print(f"[red]error:[/red] building the realm failed: {err}")
+        _error(f"building the realm failed: {err}")
         raise typer.Exit(1) from None
     result = vmm.run(vm, max_exits=max_exits, timeout_s=timeout)
     vmm.destroy(vm)
@@ -80,7 +87,7 @@ def run(
     else:
         stderr = Console(stderr=True)
         if result.error:
-            stderr.print(f"[red]error:[/red] {result.error}")
+            _error(result.error)
         stderr.print(f"[dim]realm stopped: {result.reason} after "
                   f"{sum(result.exits.values())} exits, {result.seconds:.2f} s[/dim]")
     raise typer.Exit(code)
@@ -104,7 +111,11 @@ def measure(
     reference = {"realm": {"rim": trace.rim.hex(), "hash_algo": algo, "rpv": spec.rpv.hex()},
                  "platform": {"lifecycles": ["secured"]}}
     if reference_out is not None:
-        reference_out.write_text(json.dumps(reference, indent=2) + "\n")
+        try:
+            reference_out.write_text(json.dumps(reference, indent=2) + "\n")
+        except OSError as err:
+            _error(f"cannot write {reference_out}: {err.strerror or err}")
+            raise typer.Exit(2) from None
     if as_json:
         out: dict[str, Any] = {"rim": trace.rim.hex(), "hash_algorithm": algo,
                                "reference": reference}
@@ -115,7 +126,8 @@ def measure(
     console = Console(highlight=False)
     if explain:
         for name, rim in trace.steps:
-            console.print(f"[dim]{rim.hex()}[/dim]  {name}")
-    console.print(f"RIM ({algo}): [bold]{trace.rim.hex()}[/bold]")
+            console.print(f"[dim]{rim.hex()}[/dim]  {name}", soft_wrap=True)
+    console.print(f"RIM ({algo}): [bold]{trace.rim.hex()}[/bold]", soft_wrap=True)
     if reference_out is not None:
-        console.print(f"reference values written to {reference_out}")
+        console.print(f"reference values written to {reference_out}", markup=False,
+                      soft_wrap=True)

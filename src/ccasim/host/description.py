@@ -41,17 +41,35 @@ class DescriptionError(ValueError):
 
 
 def parse_size(value: Any, what: str) -> int:
-    if isinstance(value, int) and value >= 0:
+    """A 64-bit unsigned value: an int, or a string such as ``"0x8000_0000"``, ``"2M"``,
+    ``"1.5GiB"`` (binary unit suffixes; the result must be a whole number)."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 1 << 64:
         return value
     if isinstance(value, str):
         text = value.strip().upper().removesuffix("B").removesuffix("I")
         try:
             if text and text[-1] in UNITS:
-                return int(float(text[:-1]) * UNITS[text[-1]])
-            return int(text, 0)
-        except ValueError:
-            pass
+                scaled = float(text[:-1]) * UNITS[text[-1]]
+                result = int(scaled) if scaled.is_integer() else -1
+            else:
+                result = int(text, 0)
+        except (ValueError, OverflowError):
+            result = -1
+        if 0 <= result < 1 << 64:
+            return result
     raise DescriptionError(f"{what}: {value!r} is not a size")
+
+
+def _table(value: Any, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise DescriptionError(f"{what} must be a table")
+    return value
+
+
+def _tables(value: Any, what: str) -> list[dict[str, Any]]:
+    if not isinstance(value, list):
+        raise DescriptionError(f"{what} must be an array of tables ([[{what}]])")
+    return [_table(item, f"{what}[{i}]") for i, item in enumerate(value)]
 
 
 def parse_rpv(value: Any) -> bytes:
@@ -72,22 +90,24 @@ def parse_rpv(value: Any) -> bytes:
 def load_description(path: str | Path) -> RealmSpec:
     path = Path(path)
     try:
-        doc = tomllib.loads(path.read_text())
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise DescriptionError(f"{path}: no such file") from None
+    except OSError as err:
+        raise DescriptionError(f"{path}: {err.strerror or err}") from None
+    except UnicodeDecodeError:
+        raise DescriptionError(f"{path}: not a UTF-8 text file") from None
     except tomllib.TOMLDecodeError as err:
         raise DescriptionError(f"{path}: {err}") from None
     return spec_from_dict(doc, path.parent)
 
 
 def spec_from_dict(doc: dict[str, Any], base_dir: Path) -> RealmSpec:
-    realm = doc.get("realm", {})
-    if not isinstance(realm, dict):
-        raise DescriptionError("[realm] must be a table")
+    realm = _table(doc.get("realm", {}), "realm")
     s2sz = realm.get("ipa_bits", 40)
-    if not isinstance(s2sz, int) or not 32 <= s2sz <= 48:
+    if isinstance(s2sz, bool) or not isinstance(s2sz, int) or not 32 <= s2sz <= 48:
         raise DescriptionError("realm.ipa_bits must be an integer in 32..48")
-    memory = doc.get("memory", [{"base": 0x8000_0000, "size": 0x20_0000}])
+    memory = _tables(doc.get("memory", [{"base": 0x8000_0000, "size": 0x20_0000}]), "memory")
     ram = []
     for i, m in enumerate(memory):
         base = parse_size(m.get("base"), f"memory[{i}].base")
@@ -99,15 +119,17 @@ def spec_from_dict(doc: dict[str, Any], base_dir: Path) -> RealmSpec:
         ram.append((base, size))
     segments: list[Segment] = []
     entry: int | None = None
-    for i, img in enumerate(doc.get("image", [])):
-        if "file" not in img:
-            raise DescriptionError(f"image[{i}] needs a file")
+    for i, img in enumerate(_tables(doc.get("image", []), "image")):
+        if not isinstance(img.get("file"), str):
+            raise DescriptionError(f"image[{i}] needs a file (a path string)")
         file = base_dir / img["file"]
         try:
             data = file.read_bytes()
         except OSError as err:
             raise DescriptionError(f"image[{i}]: {file}: {err.strerror}") from None
-        measured = bool(img.get("measured", True))
+        measured = img.get("measured", True)
+        if not isinstance(measured, bool):
+            raise DescriptionError(f"image[{i}].measured must be true or false")
         if is_elf(data):
             try:
                 elf = parse_elf(data)
@@ -124,16 +146,19 @@ def spec_from_dict(doc: dict[str, Any], base_dir: Path) -> RealmSpec:
     for seg in segments:
         if not any(b <= seg.ipa and seg.ipa + len(seg.data) <= b + s for b, s in ram):
             raise DescriptionError(f"image data at {seg.ipa:#x} is not inside any memory range")
-    boot = doc.get("boot", {})
+    boot = _table(doc.get("boot", {}), "boot")
     if "entry" in boot:
         entry = parse_size(boot["entry"], "boot.entry")
     if entry is None:
         raise DescriptionError("no entry point: give boot.entry or an image")
-    args = tuple(parse_size(a, "boot.args") for a in boot.get("args", []))
+    raw_args = boot.get("args", [])
+    if not isinstance(raw_args, list):
+        raise DescriptionError("boot.args must be an array")
+    args = tuple(parse_size(a, f"boot.args[{i}]") for i, a in enumerate(raw_args))
     if len(args) > 8:
         raise DescriptionError("boot.args holds at most 8 values (x0..x7)")
     vcpus = realm.get("vcpus", 1)
-    if not isinstance(vcpus, int) or not 1 <= vcpus <= 64:
+    if isinstance(vcpus, bool) or not isinstance(vcpus, int) or not 1 <= vcpus <= 64:
         raise DescriptionError("realm.vcpus must be an integer in 1..64")
     algo = realm.get("hash_algorithm", "sha256")
     if str(algo).lower() not in ("sha256", "sha-256", "sha512", "sha-512"):
