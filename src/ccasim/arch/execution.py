@@ -50,6 +50,16 @@ from .security import PhysicalAddressSpace as Pas
 from .stage1 import Stage1Regs, translate_stage1
 from .stage2 import Stage2Config, Stage2Fault, translate_stage2
 
+_uclib: Any = None  # the C entry points behind Unicorn's Python binding (unicorn 2.1)
+_CpReg: Any = None
+try:
+    from unicorn.unicorn_py3.arch.arm64 import UcRegCP64
+    from unicorn.unicorn_py3.unicorn import uclib
+
+    _uclib, _CpReg = uclib, UcRegCP64
+except ImportError:  # pragma: no cover - another binding layout: use the binding
+    pass
+
 if False:  # pragma: no cover - import cycle guard for type checkers only
     from .pe import ProcessingElement
 
@@ -162,6 +172,13 @@ class ExecutionEngine:
         uc.hook_add(UC_HOOK_MEM_READ_UNMAPPED | UC_HOOK_MEM_WRITE_UNMAPPED
                     | UC_HOOK_MEM_FETCH_UNMAPPED, self._unmapped)
         self._context: Any = None
+        # Register accesses straight through the C API: the binding's reg_read costs about
+        # 2 us, most of a REC entry's register traffic (guest-execution-unicorn §4).
+        self._uch = getattr(uc, "_uch", None) if _uclib is not None else None
+        self._u64 = ctypes.c_uint64()
+        self._u64_ref = ctypes.byref(self._u64)
+        self._cp = _CpReg() if _CpReg is not None else None
+        self._cp_ref = ctypes.byref(self._cp) if self._cp is not None else None
         self._code_generation = memory.code_generation
         self.stage2: Stage2Config | None = None
         self._stop: Stop | None = None
@@ -336,33 +353,67 @@ class ExecutionEngine:
             return None
 
     # ------------------------------------------------------------------ registers
+    def _read(self, reg: int) -> int:
+        if self._uch is None:
+            return int(self.uc.reg_read(reg))
+        status = _uclib.uc_reg_read(self._uch, reg, self._u64_ref)
+        if status:
+            raise UcError(status)
+        return int(self._u64.value)
+
+    def _write(self, reg: int, value: int) -> None:
+        if self._uch is None:
+            self.uc.reg_write(reg, value)
+            return
+        self._u64.value = value
+        status = _uclib.uc_reg_write(self._uch, reg, self._u64_ref)
+        if status:
+            raise UcError(status)
+
     @property
     def pc(self) -> int:
-        return int(self.uc.reg_read(A.UC_ARM64_REG_PC))
+        return self._read(A.UC_ARM64_REG_PC)
 
     @pc.setter
     def pc(self, value: int) -> None:
-        self.uc.reg_write(A.UC_ARM64_REG_PC, value)
+        self._write(A.UC_ARM64_REG_PC, value)
 
     @property
     def sp(self) -> int:
         return int(self.uc.reg_read(A.UC_ARM64_REG_SP))
 
     def x(self, n: int) -> int:
-        return 0 if n == 31 else int(self.uc.reg_read(GPR[n]))
+        return 0 if n == 31 else self._read(GPR[n])
 
     def set_x(self, n: int, value: int) -> None:
         if n != 31:
-            self.uc.reg_write(GPR[n], value & ((1 << 64) - 1))
+            self._write(GPR[n], value & ((1 << 64) - 1))
 
     def xs(self, first: int, count: int) -> list[int]:
-        return [int(v) for v in self.uc.reg_read_batch(GPR[first : first + count])]
+        read = self._read
+        return [read(reg) for reg in GPR[first : first + count]]
 
     def sysreg(self, enc: tuple[int, int, int, int, int]) -> int:
-        return int(self.uc.reg_read(A.UC_ARM64_REG_CP_REG, enc))
+        cp = self._cp
+        if self._uch is None or cp is None:
+            return int(self.uc.reg_read(A.UC_ARM64_REG_CP_REG, enc))
+        cp.crn, cp.crm, cp.op0, cp.op1, cp.op2 = enc
+        cp.val = 0
+        status = _uclib.uc_reg_read(self._uch, A.UC_ARM64_REG_CP_REG, self._cp_ref)
+        if status:
+            raise UcError(status)
+        return int(cp.val)
 
     def set_sysreg(self, enc: tuple[int, int, int, int, int], value: int) -> None:
-        self.uc.reg_write(A.UC_ARM64_REG_CP_REG, (*enc, value))
+        cp = self._cp
+        if self._uch is None or cp is None:
+            self.uc.reg_write(A.UC_ARM64_REG_CP_REG, (*enc, value))
+            return
+        cp.crn, cp.crm, cp.op0, cp.op1, cp.op2 = enc
+        cp.val = value
+        status = _uclib.uc_reg_write(self._uch, A.UC_ARM64_REG_CP_REG, self._cp_ref)
+        if status:
+            raise UcError(status)
 
     @property
     def pstate(self) -> int:

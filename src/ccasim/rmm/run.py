@@ -104,6 +104,15 @@ class RecRunner:
     def __init__(self, rmm: Rmm) -> None:
         self.rmm = rmm
         self.engines: dict[int, ExecutionEngine] = {}
+        # The context image read from a running REC's aux granules at entry (REC PA ->
+        # bytes). Nothing else can write them while the REC runs, so at exit only the
+        # granules whose bytes changed need writing back.
+        self._aux_images: dict[int, bytes] = {}
+        # The REC whose context each engine still holds since saving it (PE index -> REC
+        # PA), and the image last saved for each REC (REC PA -> (PE index, bytes)): when
+        # the engine holds exactly what the REC's aux granules hold, entry skips the read.
+        self._resident: dict[int, int] = {}
+        self._saved: dict[int, tuple[int, bytes]] = {}
         rmm.stage2_listeners.append(self._stage2_changed)
 
     def engine(self, pe: ProcessingElement) -> ExecutionEngine:
@@ -122,10 +131,18 @@ class RecRunner:
     def _load_context(self, ctx: RunContext) -> None:
         rec, engine, pe = ctx.rec, ctx.engine, ctx.pe
         engine.vmpidr = rec.mpidr
+        self._aux_images.pop(rec.pa, None)
+        resident = self._resident.pop(pe.index, None)
         if rec.flags & REC_CONTEXT_VALID:
-            length = rec["context_len"]
-            blob = b"".join(pe.read(a, GRANULE_SIZE, Pas.REALM) for a in rec.aux[:CONTEXT_AUX])
-            engine.restore_context(blob[:length])
+            saved = self._saved.get(rec.pa)
+            if resident == rec.pa and saved is not None and saved[0] == pe.index:
+                self._aux_images[rec.pa] = saved[1]  # the engine still holds this context
+            else:
+                length = rec["context_len"]
+                blob = b"".join(pe.read(a, GRANULE_SIZE, Pas.REALM)
+                                for a in rec.aux[:CONTEXT_AUX])
+                self._aux_images[rec.pa] = blob
+                engine.restore_context(blob[:length])
         else:
             engine.reset_context(rec.pc, rec.gprs, rec.mpidr)
         if rec.flags & REC_RESET_PENDING:  # a completed PSCI CPU_ON (rmm-abi §6)
@@ -141,12 +158,18 @@ class RecRunner:
         blob = ctx.engine.save_context()
         if len(blob) > CONTEXT_AUX * GRANULE_SIZE:
             raise RuntimeError("vCPU context larger than its auxiliary granules")
+        old = self._aux_images.pop(rec.pa, None)
         for i, addr in enumerate(rec.aux[:CONTEXT_AUX]):
-            chunk = blob[i * GRANULE_SIZE : (i + 1) * GRANULE_SIZE]
-            if chunk:
+            start = i * GRANULE_SIZE
+            chunk = blob[start : start + GRANULE_SIZE]
+            if chunk and (old is None or old[start : start + len(chunk)] != chunk):
                 pe.write(addr, chunk, Pas.REALM)
-        rec["context_len"] = len(blob)
-        rec.flags |= REC_CONTEXT_VALID
+        if rec["context_len"] != len(blob):
+            rec["context_len"] = len(blob)
+        if not rec.flags & REC_CONTEXT_VALID:
+            rec.flags |= REC_CONTEXT_VALID
+        self._saved[rec.pa] = (pe.index, blob)
+        self._resident[pe.index] = rec.pa
 
     # ------------------------------------------------------------------ entry
     def run(self, pe: ProcessingElement, realm: Realm, rec: Rec,
@@ -164,8 +187,10 @@ class RecRunner:
             flags = int(enter["flags"])
             exit_ = self._complete_entry(ctx, flags, enter)
             if exit_ is None:
-                rec["last_esr"] = rec["last_far"] = rec["last_hpfar"] = 0  # E-2
-                rec.flags &= ~REC_MMIO_READ
+                if rec["last_esr"] or rec["last_far"] or rec["last_hpfar"]:
+                    rec["last_esr"] = rec["last_far"] = rec["last_hpfar"] = 0  # E-2
+                if rec.flags & REC_MMIO_READ:
+                    rec.flags &= ~REC_MMIO_READ
                 exit_ = self._run_loop(ctx, flags)
                 values = self._exit_values(ctx, exit_, ran=True)
             else:
