@@ -359,6 +359,7 @@ def test_secure_granules_must_be_owned_by_the_spmc(p: Platform, client: RmiClien
 
 def test_without_an_spmc_secure_granules_are_not_checked(p: Platform,
                                                           client: RmiClient) -> None:
+    p.spmc = None  # type: ignore[assignment,unused-ignore]  # no Secure world to ask
     page = client.pool.alloc()
     assert p.cpus[0].probe(SecurityState.SECURE).smc(
         FIRME_GM_GPI_SET, page, 1, int(Gpi.SECURE))[0] == 0
