@@ -23,7 +23,6 @@ import textwrap
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from xml.sax.saxutils import escape
 
 from .arch.gpt import (
     Gpccr,
@@ -682,6 +681,13 @@ def size_text(n: int) -> str:
 
 
 # ------------------------------------------------------------------------------- SVG
+
+
+def escape(text: str) -> str:
+    """Text for SVG character data and single-quoted attributes (xml.sax.saxutils would
+    pull in urllib and http at import time)."""
+    return (text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+            .replace("'", "&apos;").replace('"', "&quot;"))
 
 _SVG_W = 1040
 _BAR_X = 300
