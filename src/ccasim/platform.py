@@ -25,8 +25,10 @@ from .firmware.el3 import SCR_BASE, FirmwareError, Monitor
 from .firmware.firme import FirmeService
 from .firmware.psci import Psci
 from .firmware.rmmd import Rmmd
+from .firmware.spmd import Spmd
 from .rmm import Rmm
 from .rmm.features import RmmFeatures
+from .secure import Spmc
 from .trace import Tracer
 
 _DEFAULT_EL = {
@@ -209,6 +211,9 @@ class Platform:
         self.rmmd = Rmmd(self.monitor, self.rmm, self.attestation)
         self.psci = Psci(self.monitor)
         self.firme = FirmeService(self.monitor)
+        # The Secure world: the SPM dispatcher at EL3 and the SPMC at S-EL2 (FF-A).
+        self.spmc = Spmc(self.config, self.memory_map)
+        self.spmd = Spmd(self.monitor, self.spmc)
         self.cpus = [Cpu(pe) for pe in self.pes]
         self.el3 = El3Port(self)
         self.tracer: Tracer | None = None
@@ -230,6 +235,7 @@ class Platform:
         if self.rmmd.boot(primary, cold=True) == 0:
             for pe in self.pes[1:]:
                 self.rmmd.boot(pe, cold=False)
+        self.spmd.boot(primary)
         for pe in self.pes:
             if pe.el != 3:
                 raise FirmwareError("PE left cold boot outside EL3")

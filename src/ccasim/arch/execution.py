@@ -255,7 +255,8 @@ class ExecutionEngine:
         return self.memory.read_u64(r.pa, r.pas, pe.security_state)
 
     def _read_table(self, pa: int) -> int:
-        return self.pe.read_u64(pa, Pas.REALM)
+        cfg = self.stage2
+        return self.pe.read_u64(pa, cfg.world_pas if cfg is not None else Pas.REALM)
 
     def _fill(self, uc: Uc, vaddr: int, access: int, entry: Any, _ud: Any) -> bool:
         kind = _ACCESS.get(access, AccessKind.READ)
@@ -284,7 +285,8 @@ class ExecutionEngine:
             access, AccessKind.READ)
         from .faults import ExternalAbort
 
-        fault = ExternalAbort(address, Pas.REALM, self.pe.security_state, kind)
+        pas = self.stage2.world_pas if self.stage2 is not None else Pas.REALM
+        fault = ExternalAbort(address, pas, self.pe.security_state, kind)
         self._stop = Stop(StopKind.ABORT, self.pc, fault, address, kind)
         return False
 

@@ -62,6 +62,11 @@ class Stage2Config:
     num_start: int
     pa_bits: int
     vmid: int
+    # The PAS of the translation regime's own memory: where its tables are read from and
+    # what a descriptor with NS = 0 selects. Realm for a realm (the RMM's RTTs); Secure for
+    # a Secure partition, whose SPMC folds the Secure and Non-secure IPA spaces into one
+    # table where bit 55 stands for "output in the Non-secure PAS".
+    world_pas: PhysicalAddressSpace = PhysicalAddressSpace.REALM
 
 
 @dataclass(frozen=True)
@@ -128,10 +133,11 @@ def translate_stage2(
     ns = bool(desc & NS_BIT)
     result = Stage2Result(
         pa=out,
-        pas=PhysicalAddressSpace.NON_SECURE if ns else PhysicalAddressSpace.REALM,
+        pas=PhysicalAddressSpace.NON_SECURE if ns else cfg.world_pas,
         readable=bool(desc & S2AP_READ),
         writable=bool(desc & S2AP_WRITE),
-        # a realm mapping with NS = 1 is never executable (rme-hardware §1)
+        # a realm mapping with NS = 1 is never executable (rme-hardware §1); nor is a Secure
+        # one (SCR_EL3.SIF: no Secure instruction fetch from the Non-secure PAS)
         executable=not (desc & XN_BIT) and not ns,
         level=level,
     )
