@@ -480,3 +480,19 @@ def test_retrieve_response_descriptor_in_the_partitions_rx_buffer(w: World) -> N
     assert resp.flags == TYPE_LEND and resp.permissions == PERM_RW | PERM_NX
     assert resp.constituents == (ffa.Constituent(g, 1),)
     assert not can_access(w.p, SecurityState.NON_SECURE, echo.mailbox.rx, Pas.NON_SECURE)
+
+
+def test_zero_after_relinquish_requested_by_the_borrower(w: World) -> None:
+    g, s = w.granule(), w.granule()
+    fill(w, g)
+    h = w.d.lend(ECHO, [(g, 1)])
+    hs = w.d.share(ECHO, [(s, 1)], permissions=PERM_RW)
+    zero_after = 1 << 2
+    assert s64(retrieve(w, hs, zero_after)[0]) == INVALID_PARAMETERS  # not for shared memory
+    assert retrieve(w, h, zero_after)[0] == 0
+    assert w.echo(sp.ECHO_READ, g)[1] == int.from_bytes(PATTERN[:8], "little")
+    assert w.echo(sp.ECHO_RELINQUISH, h)[0] == 0
+    # cleared at relinquish, before the owner reclaims (Secure-PAS stores)
+    assert w.p.el3.read(g, GRANULE, Pas.SECURE) == bytes(GRANULE)
+    w.d.reclaim(h)
+    assert w.p.host.read(g, GRANULE) == bytes(GRANULE)

@@ -164,6 +164,7 @@ class ShareState:
     retrieved: bool = False
     granted: int = 0  # permissions the borrower was mapped with
     written: bool = False  # the borrower has had write access: scrub before reclaim
+    clear_after_relinquish: bool = False  # the borrower's retrieve asked for it
 
     def granules(self) -> list[int]:
         return [pa for c in self.constituents for pa in c.granules()]
@@ -769,6 +770,9 @@ class Spmc:
             raise fail(FfaError.INVALID_PARAMETERS, "flags")
         if (flags & ffa.MTD_TYPE_MASK) >> ffa.MTD_TYPE_SHIFT not in (0, state.kind):
             raise fail(FfaError.INVALID_PARAMETERS, "transaction type does not match")
+        clear_after = bool(flags & ffa.MTD_FLAG_ZERO_AFTER_RELINQUISH)
+        if clear_after and state.kind is TransactionType.SHARE:
+            raise fail(FfaError.INVALID_PARAMETERS, "zeroing shared memory")
         emad_offset = int(mtd["emad_offset"])
         if emad_offset % 16 or emad_offset < MTD.size or emad_offset + EMAD.size > len(data):
             raise fail(FfaError.INVALID_PARAMETERS, "endpoint descriptor offset")
@@ -814,6 +818,7 @@ class Spmc:
                                    execute=False)
         self._stage2_changed(caller)
         state.retrieved, state.granted = True, granted
+        state.clear_after_relinquish = clear_after
         state.written |= data_access == ffa.DATA_RW
         if state.kind is TransactionType.DONATE:
             # Ownership passed to the borrower: the transaction is complete.
@@ -853,7 +858,7 @@ class Spmc:
         for pa in granules:
             caller.stage2.unmap_page(pe, pa)
         self._stage2_changed(caller)
-        if flags & ffa.RELINQUISH_FLAG_ZERO:
+        if flags & ffa.RELINQUISH_FLAG_ZERO or state.clear_after_relinquish:
             for pa in granules:
                 pe.zero(pa, GRANULE_SIZE, Pas.SECURE)
         state.retrieved = False
