@@ -22,6 +22,8 @@ from .faults import (
     GranuleProtectionFault,
 )
 from .gpt import (
+    L0_TABLE_ADDR_MASK,
+    L0_TYPE_TABLE,
     L1_CONTIG_TYPE,
     Gpccr,
     GptDescriptorError,
@@ -66,6 +68,11 @@ class GranuleProtectionChecker:
         )
         self.l0_base = gptbr_decode(gptbr_value)
         self._shift = self.geometry.p if self.geometry else 12
+        g = self.geometry
+        if g is not None:  # precomputed index arithmetic for the walk
+            self._l0_shift, self._l0_mask = g.s, g.l0_entries - 1
+            self._l1_shift, self._l1_mask = g.p + 4, g.l1_entries - 1
+            self._l1_size = g.l1_table_size
 
     # ------------------------------------------------------------------ maintenance
     def invalidate_all(self) -> None:
@@ -161,20 +168,26 @@ class GranuleProtectionChecker:
             raise GptAddressSizeFault(pa, pas, state, access, 0)
         if self.l0_base >> geometry.t:
             raise GptAddressSizeFault(pa, pas, state, access, 0)
+        l0_index = (pa >> self._l0_shift) & self._l0_mask if geometry.s < geometry.t else 0
         try:
-            l0 = decode_l0(self.memory.read_u64(self.l0_base + 8 * geometry.l0_index(pa)))
+            raw = self.memory.read_u64(self.l0_base + 8 * l0_index)
         except ExternalAbort:
             raise GptExternalAbort(pa, pas, state, access, 0) from None
-        except GptDescriptorError:
-            raise GptWalkFault(pa, pas, state, access, 0) from None
-        if isinstance(l0, L0Block):
+        if raw & 0xF == L0_TYPE_TABLE and not raw & ~(L0_TABLE_ADDR_MASK | 0xF):
+            l1_base = raw & L0_TABLE_ADDR_MASK  # the common case, decoded inline
+        else:
+            try:
+                l0 = decode_l0(raw)
+            except GptDescriptorError:
+                raise GptWalkFault(pa, pas, state, access, 0) from None
+            assert isinstance(l0, L0Block)
             if not gpi_is_valid(l0.gpi, self.nso):
                 raise GptWalkFault(pa, pas, state, access, 0)
             return l0.gpi, 0
-        if l0.l1_base >> geometry.t or l0.l1_base % geometry.l1_table_size:
+        if l1_base >> geometry.t or l1_base % self._l1_size:
             raise GptWalkFault(pa, pas, state, access, 0)
         try:
-            desc = self.memory.read_u64(l0.l1_base + 8 * geometry.l1_index(pa))
+            desc = self.memory.read_u64(l1_base + 8 * ((pa >> self._l1_shift) & self._l1_mask))
         except ExternalAbort:
             raise GptExternalAbort(pa, pas, state, access, 1) from None
         if desc & 0xF == L1_CONTIG_TYPE:
@@ -185,7 +198,7 @@ class GranuleProtectionChecker:
             assert isinstance(contig, L1Contig)
             gpi = contig.gpi
         else:
-            gpi = (desc >> (4 * geometry.gpi_index(pa))) & 0xF
+            gpi = (desc >> (4 * ((pa >> geometry.p) & 0xF))) & 0xF
         if not gpi_is_valid(gpi, self.nso):
             raise GptWalkFault(pa, pas, state, access, 1)
         return gpi, 1

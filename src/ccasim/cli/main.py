@@ -89,7 +89,12 @@ def info(
     """Cold-boot the platform and print its memory map and GPT summary."""
     console = Console()
     try:
-        config = PlatformConfig(dram_size=_parse_size(dram), cpus=cpus, pa_bits=pa_bits)
+        size = _parse_size(dram)
+    except ValueError:
+        console.print(f"[red]error:[/red] --dram: {dram!r} is not a size (e.g. 2G, 512M, 1T)")
+        raise typer.Exit(2) from None
+    try:
+        config = PlatformConfig(dram_size=size, cpus=cpus, pa_bits=pa_bits)
     except (ConfigError, ValueError) as err:
         console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(2) from None

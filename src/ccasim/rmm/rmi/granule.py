@@ -32,7 +32,7 @@ UNDELEGATE = conditions(
 
 @command(0xC400_0151, "RMI_GRANULE_DELEGATE", 1, 1)
 def rmi_granule_delegate(rmm: Rmm, pe: ProcessingElement, args: Sequence[int]) -> tuple[int, ...]:
-    """DEN0137 B4.3.7: NS -> DELEGATED through RMM_GTSI_DELEGATE; REL0 zero-fills."""
+    """DEN0137 B4.3.5: NS -> DELEGATED through RMM_GTSI_DELEGATE; REL0 zero-fills."""
     addr = args[0]
     idx = find(rmm, DELEGATE, "gran", addr, GranuleState.UNDELEGATED)
     if rmm.el3_call(pe, smccc.RMM_GTSI_DELEGATE, addr) != 0:
@@ -44,7 +44,7 @@ def rmi_granule_delegate(rmm: Rmm, pe: ProcessingElement, args: Sequence[int]) -
 
 @command(0xC400_0152, "RMI_GRANULE_UNDELEGATE", 1, 1)
 def rmi_granule_undelegate(rmm: Rmm, pe: ProcessingElement, args: Sequence[int]) -> tuple[int, ...]:
-    """DEN0137 B4.3.8: DELEGATED -> NS. The granule is already zero (DELEGATED invariant)."""
+    """DEN0137 B4.3.6: DELEGATED -> NS. The granule is already zero (DELEGATED invariant)."""
     addr = args[0]
     idx = find(rmm, UNDELEGATE, "gran", addr, GranuleState.DELEGATED)
     if rmm.el3_call(pe, smccc.RMM_GTSI_UNDELEGATE, addr) != 0:

@@ -120,7 +120,7 @@ def _validate_params(rmm: Rmm, p: dict[str, int | bytes]) -> None:
 
 @command(0xC400_0158, "RMI_REALM_CREATE", 2, 1)
 def rmi_realm_create(rmm: Rmm, pe: ProcessingElement, args: Sequence[int]) -> tuple[int, ...]:
-    """DEN0137 B4.3.10: create a realm (RD + starting-level RTTs) in state NEW."""
+    """DEN0137 B4.3.9: create a realm (RD + starting-level RTTs) in state NEW."""
     rd, params_pa = args[0], args[1]
     p = REALM_PARAMS.unpack(read_ns(rmm, pe, CREATE, "params", params_pa))
     _validate_params(rmm, p)
@@ -195,7 +195,7 @@ def rmi_realm_create(rmm: Rmm, pe: ProcessingElement, args: Sequence[int]) -> tu
 
 @command(0xC400_0157, "RMI_REALM_ACTIVATE", 1, 1)
 def rmi_realm_activate(rmm: Rmm, pe: ProcessingElement, args: Sequence[int]) -> tuple[int, ...]:
-    """DEN0137 B4.3.9: NEW -> ACTIVE."""
+    """DEN0137 B4.3.8: NEW -> ACTIVE."""
     find(rmm, ACTIVATE, "rd", args[0], GranuleState.RD)
     realm = Realm.load(pe, args[0])
     if realm.state != RealmState.NEW:
@@ -207,7 +207,7 @@ def rmi_realm_activate(rmm: Rmm, pe: ProcessingElement, args: Sequence[int]) -> 
 
 @command(0xC400_0159, "RMI_REALM_DESTROY", 1, 1)
 def rmi_realm_destroy(rmm: Rmm, pe: ProcessingElement, args: Sequence[int]) -> tuple[int, ...]:
-    """DEN0137 B4.3.11: destroy a realm with no RECs and no live starting-level entries."""
+    """DEN0137 B4.3.10: destroy a realm with no RECs and no live starting-level entries."""
     rd_idx = find(rmm, DESTROY, "rd", args[0], GranuleState.RD)
     tracker = rmm.tracker
     if tracker.refcount(rd_idx):
@@ -230,6 +230,6 @@ def rmi_realm_destroy(rmm: Rmm, pe: ProcessingElement, args: Sequence[int]) -> t
 
 @command(0xC400_0167, "RMI_REC_AUX_COUNT", 1, 2)
 def rmi_rec_aux_count(rmm: Rmm, pe: ProcessingElement, args: Sequence[int]) -> tuple[int, ...]:
-    """DEN0137 B4.3.14: number of auxiliary granules a REC needs (16 in REL0)."""
+    """DEN0137 B4.3.11: number of auxiliary granules a REC needs (16 in REL0)."""
     find(rmm, AUX_COUNT, "rd", args[0], GranuleState.RD)
     return (RmiStatus.SUCCESS, Realm.load(pe, args[0]).num_rec_aux)

@@ -210,7 +210,7 @@ def rmi_rec_destroy(rmm: Rmm, pe: ProcessingElement, args: Sequence[int]) -> tup
 
 @command(0xC400_0164, "RMI_PSCI_COMPLETE", 3, 1)
 def rmi_psci_complete(rmm: Rmm, pe: ProcessingElement, args: Sequence[int]) -> tuple[int, ...]:
-    """DEN0137 B4.3.15: the host answers a realm's CPU_ON / AFFINITY_INFO request."""
+    """DEN0137 B4.3.7: the host answers a realm's CPU_ON / AFFINITY_INFO request."""
     calling_pa, target_pa, status = args[0], args[1], args[2]
     if calling_pa % GRANULE_SIZE:
         PSCI_COMPLETE["calling_align"].fail()

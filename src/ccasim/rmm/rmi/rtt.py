@@ -136,7 +136,7 @@ def _counts_in_refcount(kind: Rtte) -> bool:
 # ------------------------------------------------------------------------ RTT_CREATE
 @command(0xC400_015D, "RMI_RTT_CREATE", 4, 1)
 def rmi_rtt_create(rmm: Rmm, pe: ProcessingElement, args: Sequence[int]) -> tuple[int, ...]:
-    """DEN0137 B4.3.17: add a table at ``level`` covering ``ipa`` (unfold, §5.4)."""
+    """DEN0137 B4.3.15: add a table at ``level`` covering ``ipa`` (unfold, §5.4)."""
     rd, rtt, ipa, level = args[0], args[1], args[2], args[3]
     rtt_idx, _ = lock_two(
         rmm, CREATE, ("rtt", rtt, GranuleState.DELEGATED), ("rd", rd, GranuleState.RD)
@@ -219,7 +219,7 @@ def _table_op_checks(
 # ------------------------------------------------------------------------ RTT_DESTROY
 @command(0xC400_015E, "RMI_RTT_DESTROY", 3, 3)
 def rmi_rtt_destroy(rmm: Rmm, pe: ProcessingElement, args: Sequence[int]) -> tuple[int, ...]:
-    """DEN0137 B4.3.18: remove an empty table; outputs x1 = rtt PA, x2 = top."""
+    """DEN0137 B4.3.16: remove an empty table; outputs x1 = rtt PA, x2 = top."""
     rd, ipa, level = args[0], args[1], args[2]
     realm, w = _table_op_checks(rmm, pe, DESTROY, rd, ipa, level, outputs_on_fail=True)
     child = s2tt.table_address(w.desc)
@@ -241,7 +241,7 @@ def rmi_rtt_destroy(rmm: Rmm, pe: ProcessingElement, args: Sequence[int]) -> tup
 # ------------------------------------------------------------------------ RTT_FOLD
 @command(0xC400_0166, "RMI_RTT_FOLD", 3, 2)
 def rmi_rtt_fold(rmm: Rmm, pe: ProcessingElement, args: Sequence[int]) -> tuple[int, ...]:
-    """DEN0137 B4.3.16: replace a homogeneous table by one entry in its parent (§5.4)."""
+    """DEN0137 B4.3.17: replace a homogeneous table by one entry in its parent (§5.4)."""
     rd, ipa, level = args[0], args[1], args[2]
     realm, w = _table_op_checks(rmm, pe, FOLD, rd, ipa, level, outputs_on_fail=False)
     child = s2tt.table_address(w.desc)
@@ -342,7 +342,7 @@ def rmi_rtt_map_unprotected(
 def rmi_rtt_unmap_unprotected(
     rmm: Rmm, pe: ProcessingElement, args: Sequence[int]
 ) -> tuple[int, ...]:
-    """DEN0137 B4.3.24: remove an ASSIGNED_NS mapping; x1 = top of the non-live range."""
+    """DEN0137 B4.3.22: remove an ASSIGNED_NS mapping; x1 = top of the non-live range."""
     rd, ipa, level = args[0], args[1], args[2]
     if not 1 <= level <= 3:
         UNMAP_UNPROTECTED["level_bound"].fail()
@@ -368,7 +368,7 @@ def rmi_rtt_unmap_unprotected(
 # ------------------------------------------------------------------------ INIT_RIPAS
 @command(0xC400_0168, "RMI_RTT_INIT_RIPAS", 3, 2)
 def rmi_rtt_init_ripas(rmm: Rmm, pe: ProcessingElement, args: Sequence[int]) -> tuple[int, ...]:
-    """DEN0137 B4.3.21: RIPAS EMPTY -> RAM over [base, top) within one RTT, measured per
+    """DEN0137 B4.3.18: RIPAS EMPTY -> RAM over [base, top) within one RTT, measured per
     entry (§10.5); x1 = the IPA up to which RIPAS was set."""
     rd, base, top = args[0], args[1], args[2]
     if top <= base:
@@ -441,7 +441,7 @@ def _encode(kind: Rtte, old_desc: int, level: int) -> int:
 
 @command(0xC400_0169, "RMI_RTT_SET_RIPAS", 4, 2)
 def rmi_rtt_set_ripas(rmm: Rmm, pe: ProcessingElement, args: Sequence[int]) -> tuple[int, ...]:
-    """DEN0137 B4.3.22: complete (part of) a REC's pending RIPAS change; x1 = progress."""
+    """DEN0137 B4.3.21: complete (part of) a REC's pending RIPAS change; x1 = progress."""
     rd, rec_pa, base, top = args[0], args[1], args[2], args[3]
     if top <= base:
         SET_RIPAS["size_valid"].fail()

@@ -27,6 +27,6 @@ def rmi_version(rmm: Rmm, pe: ProcessingElement, args: Sequence[int]) -> tuple[i
 
 @command(0xC400_0165, "RMI_FEATURES", 1, 2)
 def rmi_features(rmm: Rmm, pe: ProcessingElement, args: Sequence[int]) -> tuple[int, ...]:
-    """DEN0137 B4.3.9. Index 0 is RmiFeatureRegister0; any other index reads as zero."""
+    """DEN0137 B4.3.4. Index 0 is RmiFeatureRegister0; any other index reads as zero."""
     value = rmm.features.register0() if args[0] == 0 else 0
     return (RmiStatus.SUCCESS, value)
