@@ -248,7 +248,10 @@ class RealmBuilder:
             )
         )
         r = self.c.call("REALM_CREATE", rd, params)
+        self.c.pool.free(params)
         if not r.ok:
+            for g in [rd, *(rtt_base + i * GRANULE_SIZE for i in range(n))]:
+                self.c.undelegate(g)
             raise RuntimeError(f"REALM_CREATE: {r[0]:#x}")
         return RealmHandle(rd, rtt_base, n, s2sz, sl, {}, [], {}, {})
 
@@ -264,6 +267,7 @@ class RealmBuilder:
                 self.c.undelegate(rtt)
                 continue
             if not r.ok:
+                self.c.undelegate(rtt)
                 raise RuntimeError(f"RTT_CREATE level {lvl} @ {base:#x}: {r[0]:#x}")
             realm.rtts[(lvl, base)] = rtt
 
@@ -285,6 +289,7 @@ class RealmBuilder:
         r = self.c.call("DATA_CREATE", realm.rd, data, ipa, src, int(measure))
         self.c.pool.free(src)
         if not r.ok:
+            self.c.undelegate(data)
             raise RuntimeError(f"DATA_CREATE {ipa:#x}: {r[0]:#x}")
         realm.data[ipa] = data
         return data
@@ -300,7 +305,10 @@ class RealmBuilder:
             )
         )
         r = self.c.call("REC_CREATE", realm.rd, rec, params)
+        self.c.pool.free(params)
         if not r.ok:
+            for g in [rec, *aux]:
+                self.c.undelegate(g)
             raise RuntimeError(f"REC_CREATE: {r[0]:#x}")
         realm.recs.append(rec)
         realm.aux[rec] = aux
@@ -312,23 +320,37 @@ class RealmBuilder:
             raise RuntimeError(f"REALM_ACTIVATE: {r[0]:#x}")
 
     def destroy(self, realm: RealmHandle) -> None:
-        """Tear down everything and undelegate every granule the realm used."""
+        """Tear down everything the handle records and undelegate every granule the realm
+        used; works on a partly built realm too. Raises after trying everything if some
+        step failed (the message lists them)."""
         c = self.c
-        for rec in realm.recs:
-            assert c.call("REC_DESTROY", rec).ok
-            for g in [rec, *realm.aux[rec]]:
-                assert c.undelegate(g).ok
+        failures: list[str] = []
+
+        def step(what: str, r: RmiResult) -> bool:
+            if not r.ok:
+                failures.append(f"{what}: {r[0]:#x}")
+            return r.ok
+
+        for rec in list(realm.recs):
+            if step(f"REC_DESTROY {rec:#x}", c.call("REC_DESTROY", rec)):
+                for g in [rec, *realm.aux.get(rec, [])]:
+                    step(f"GRANULE_UNDELEGATE {g:#x}", c.undelegate(g))
+                realm.recs.remove(rec)
         for ipa, data in sorted(realm.data.items()):
-            assert c.call("DATA_DESTROY", realm.rd, ipa).ok
-            assert c.undelegate(data).ok
+            if step(f"DATA_DESTROY {ipa:#x}", c.call("DATA_DESTROY", realm.rd, ipa)):
+                step(f"GRANULE_UNDELEGATE {data:#x}", c.undelegate(data))
+                del realm.data[ipa]
         for (level, ipa), rtt in sorted(realm.rtts.items(), reverse=True):
-            r = c.call("RTT_DESTROY", realm.rd, ipa, level)
-            assert r.ok, hex(r[0])
-            assert c.undelegate(rtt).ok
-        assert c.call("REALM_DESTROY", realm.rd).ok
-        assert c.undelegate(realm.rd).ok
-        for i in range(realm.num_start):
-            assert c.undelegate(realm.rtt_base + i * GRANULE_SIZE).ok
+            if step(f"RTT_DESTROY {level}@{ipa:#x}", c.call("RTT_DESTROY", realm.rd, ipa, level)):
+                step(f"GRANULE_UNDELEGATE {rtt:#x}", c.undelegate(rtt))
+                del realm.rtts[(level, ipa)]
+        if step("REALM_DESTROY", c.call("REALM_DESTROY", realm.rd)):
+            step(f"GRANULE_UNDELEGATE {realm.rd:#x}", c.undelegate(realm.rd))
+            for i in range(realm.num_start):
+                g = realm.rtt_base + i * GRANULE_SIZE
+                step(f"GRANULE_UNDELEGATE {g:#x}", c.undelegate(g))
+        if failures:
+            raise RuntimeError("realm teardown incomplete: " + "; ".join(failures))
 
 
 def _mpidr_of(index: int) -> int:

@@ -158,21 +158,25 @@ class Vmm:
             num_wps=spec.num_wps,
             rpv=spec.rpv,
         )
-        for base, size in sorted(spec.ram):
-            b.init_ripas(handle, base, base + size)
-        for ipa, content, measured in spec.data_pages():
-            b.add_data(handle, ipa, content, measure=measured)
-        recs = []
-        for i in range(spec.vcpus):
-            gprs = spec.boot_args if i == 0 else ()
-            recs.append(
-                b.add_rec(handle, pc=spec.entry if i == 0 else 0, gprs=gprs, runnable=i == 0)
-            )
-        vm = RealmVm(spec, handle, recs, [self.client.pool.alloc() for _ in recs],
-                     runnable={0})
-        for base, size in spec.shared:
-            self._map_shared(vm, base, size)
-        b.activate(handle)
+        vm = RealmVm(spec, handle, [], [], runnable={0})
+        try:
+            for base, size in sorted(spec.ram):
+                b.init_ripas(handle, base, base + size)
+            for ipa, content, measured in spec.data_pages():
+                b.add_data(handle, ipa, content, measure=measured)
+            for i in range(spec.vcpus):
+                gprs = spec.boot_args if i == 0 else ()
+                vm.recs.append(
+                    b.add_rec(handle, pc=spec.entry if i == 0 else 0, gprs=gprs, runnable=i == 0)
+                )
+                vm.run_pages.append(self.client.pool.alloc())
+            for base, size in spec.shared:
+                self._map_shared(vm, base, size)
+            b.activate(handle)
+        except Exception:
+            # Nothing is left half-built: tear down what exists, undelegate every granule.
+            self.destroy(vm)
+            raise
         return vm
 
     def _map_shared(self, vm: RealmVm, base: int, size: int) -> None:
