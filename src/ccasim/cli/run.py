@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
 from ..attestation.rim import predict_rim
@@ -69,11 +70,21 @@ def run(
 
     vmm = Vmm(p, console=console, host_call=host_call)
     start = time.perf_counter()
-    try:
-        vm = vmm.create(spec)
-    except (RuntimeError, ValueError) as err:
-        _error(f"building the realm failed: {err}")
-        raise typer.Exit(1) from None
+    # Progress bars on a terminal only (stderr), for big realms and long runs.
+    bars = Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), console=Console(stderr=True), transient=True,
+        disable=as_json or not sys.stderr.isatty(),
+    )
+    with bars:
+        task = bars.add_task("building the realm (measured pages)", total=None)
+        try:
+            vm = vmm.create(spec, progress=lambda done, total: bars.update(
+                task, completed=done, total=total))
+        except (RuntimeError, ValueError) as err:
+            bars.stop()
+            _error(f"building the realm failed: {err}")
+            raise typer.Exit(1) from None
     result = vmm.run(vm, max_exits=max_exits, timeout_s=timeout)
     vmm.destroy(vm)
     if tracer is not None and trace is not None:

@@ -145,7 +145,9 @@ class Vmm:
         self._next_vmid = 1
 
     # ------------------------------------------------------------------ creation
-    def create(self, spec: RealmSpec) -> RealmVm:
+    def create(
+        self, spec: RealmSpec, progress: Callable[[int, int], None] | None = None
+    ) -> RealmVm:
         """Build a realm: REALM_CREATE, INIT_RIPAS over RAM, measured DATA_CREATE in
         ascending IPA order, RECs (only the boot vCPU runnable), REALM_ACTIVATE."""
         b = self.builder
@@ -162,8 +164,11 @@ class Vmm:
         try:
             for base, size in sorted(spec.ram):
                 b.init_ripas(handle, base, base + size)
-            for ipa, content, measured in spec.data_pages():
+            pages = spec.data_pages()
+            for done, (ipa, content, measured) in enumerate(pages, start=1):
                 b.add_data(handle, ipa, content, measure=measured)
+                if progress is not None:
+                    progress(done, len(pages))
             for i in range(spec.vcpus):
                 gprs = spec.boot_args if i == 0 else ()
                 vm.recs.append(
