@@ -330,7 +330,7 @@ def rmi_rtt_map_unprotected(
     if g.in_par(ipa):
         MAP_UNPROTECTED["ipa_par"].fail()
     w = s2tt.walk(pe, g, ipa, level)
-    if w.level < level:
+    if w.level != level:  # stopped early, or level is above the start level (TF-RMM)
         MAP_UNPROTECTED["rtt_walk"].fail(w.level)
     if w.kind is not Rtte.UNASSIGNED_NS:
         MAP_UNPROTECTED["rtte_state"].fail(level)
