@@ -181,6 +181,7 @@ def verify(
 # Commands defined in their own modules register themselves on ``app``.
 from . import conformance as _conformance  # noqa: E402, F401
 from . import demo as _demo  # noqa: E402, F401
+from . import fuzz as _fuzz  # noqa: E402, F401
 from . import map as _map  # noqa: E402, F401
 from . import run as _run  # noqa: E402, F401
 
