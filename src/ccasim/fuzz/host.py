@@ -285,16 +285,18 @@ def replay(steps: Sequence[Step], config: PlatformConfig = HOST_CONFIG) -> Repla
 
 # ============================================================================ the guest
 def benign_guest(layout: GuestLayout) -> Image:
-    """The realm the host runs between its attacks: forever a console write (an emulated
-    MMIO exit), RSI_VERSION, an RSI_HOST_CALL exit, a WFI (an IRQ exit unless trapped), an
+    """The realm the host runs between its attacks. vCPU 0 starts vCPU 1 with PSCI CPU_ON
+    (a PSCI exit), then both loop forever: a console write (an emulated MMIO exit),
+    RSI_VERSION, an RSI_HOST_CALL exit, a WFI (an IRQ exit unless trapped), an
     RSI_IPA_STATE_SET of one unassigned RAM page to EMPTY or back to RAM (a RIPAS change
-    exit) and PSCI_AFFINITY_INFO of vCPU 1 (a PSCI exit). Exceptions (an injected SEA...)
-    are recorded and skipped."""
-    main = f"""\
-main:
-    adr x19, fuzz_hc
+    exit) and PSCI_AFFINITY_INFO of the other vCPU (a PSCI exit). Exceptions (an injected
+    SEA...) are recorded and skipped."""
+
+    def loop(name: str, hc: str, other: int) -> str:
+        return f"""\
+    adr x19, {hc}
     mov x20, #0
-.Lbenign_loop:
+.L{name}_loop:
     mov w0, #0x2e
     bl uart_putc
     movz x1, #1, lsl #16
@@ -311,15 +313,26 @@ main:
     and x3, x20, #1
     mov x4, #0
     bl rsi_ipa_state_set
-    mov x1, #1
+    mov x1, #{other}
     mov x2, #0
     bl psci_affinity_info
     add x20, x20, #1
-    b .Lbenign_loop
+    b .L{name}_loop
 """
-    data = data_bytes("fuzz_hc", bytes(abi.RSI_HOST_CALL_LAYOUT.size),
-                      align=abi.RSI_HOST_CALL_ALIGN)
-    return build(layout, main, data=data, exception_policy=ExceptionPolicy.SKIP)
+
+    main = f"""\
+main:
+    mov x1, #1
+    adr x2, secondary_entry
+    mov x3, #1
+    bl psci_cpu_on
+{loop("primary", "fuzz_hc", 1)}
+secondary_main:
+{loop("secondary", "fuzz_hc1", 0)}"""
+    size = abi.RSI_HOST_CALL_LAYOUT.size
+    data = (data_bytes("fuzz_hc", bytes(size), align=abi.RSI_HOST_CALL_ALIGN)
+            + data_bytes("fuzz_hc1", bytes(size), align=abi.RSI_HOST_CALL_ALIGN))
+    return build(layout, main, data=data, cpus=2, exception_policy=ExceptionPolicy.SKIP)
 
 
 class _RecordingPort(WorldPort):
@@ -455,7 +468,8 @@ class HostFuzzer:
         self.rxtx: tuple[int, int] | None = None
         self.tables: list[tuple[int, int, int]] = []  # (rd, ipa, level) of created RTTs
         self.vm: RealmVm | None = None
-        self.pending = 0  # RmiRecEnter.flags the benign REC's last exit asks for
+        self.pending: dict[int, int] = {}  # RmiRecEnter.flags each benign REC's exit asks
+        self.psci_pending: dict[int, bool] = {}  # a benign REC's PSCI exit awaits completion
         self.vmid = 8
 
     # ------------------------------------------------------------------ steps
@@ -684,7 +698,7 @@ class HostFuzzer:
                 rng.random() < 0.6):
             rd, ipa, level = self.pick_table()
             args[:3] = [rd, ipa, level]
-        if name in DESTROYERS and args[0] in self.protected and rng.random() < 0.85:
+        if name in DESTROYERS and args[0] in self.protected and rng.random() < 0.97:
             return  # leave the benign realm alive most of the time
         if rng.random() < 0.1:
             args += [rng.getrandbits(64) for _ in range(rng.randrange(1, 8))]
@@ -767,6 +781,8 @@ class HostFuzzer:
             return
         if rng.random() < 0.5:
             src = self.pick(self.roles["ns"] or self.pool)
+            if rng.random() < 0.5:  # code for the realm's RECs to run: random words
+                self.write(cpu, src, rng.randbytes(4 * rng.randrange(1, 64)), note="code")
             self.rmi(cpu, "DATA_CREATE", rd, g, ipa, src, rng.choice((0, 1)))
         else:
             self.rmi(cpu, "DATA_CREATE_UNKNOWN", rd, g, ipa)
@@ -779,10 +795,16 @@ class HostFuzzer:
         vm = self.vm
         if vm is None:
             return
-        idx = 0 if rng.random() < 0.9 else 1
+        idx = 0 if rng.random() < 0.6 else 1
         cpu = self.cpu()
         rec, run = vm.recs[idx], vm.run_pages[idx]
-        flags = self.pending if idx == 0 else 0
+        if self.psci_pending.get(idx) and rng.random() < 0.9:
+            # the REC cannot run before its PSCI request is completed
+            target = vm.recs[1 - idx] if rng.random() < 0.95 else self.pick(self.roles["rec"])
+            regs = self.rmi(cpu, "PSCI_COMPLETE", rec, target, 0)
+            if regs is not None and regs[0] == 0:
+                self.psci_pending[idx] = False
+        flags = self.pending.get(idx, 0)
         if rng.random() < 0.15:
             flags = rng.getrandbits(5)
         gprs = [0] * 31
@@ -793,7 +815,7 @@ class HostFuzzer:
         if not self.write(cpu, run, enter, note=f"RmiRecEnter flags {flags:#x}"):
             return
         regs = self.rmi(cpu, "REC_ENTER", rec, run, note="RMI_REC_ENTER (benign realm)")
-        if idx != 0 or regs is None or regs[0] != 0:
+        if regs is None or regs[0] != 0:
             return
         try:
             raw = self.p.host.read(run + REC_EXIT_OFFSET, REC_EXIT.size)
@@ -802,21 +824,25 @@ class HostFuzzer:
         ex = REC_EXIT.unpack(raw)
         reason = int(ex["exit_reason"])
         esr = int(ex["esr"])
-        self.pending = 0
+        self.pending[idx] = 0
         if reason == RecExitReason.SYNC and esr >> 26 == 0x24 and esr & (1 << 24):
-            self.pending = ENTER_EMUL_MMIO
-        elif reason == RecExitReason.PSCI and rng.random() < 0.8:
-            target = vm.recs[1] if rng.random() < 0.9 else self.pick(self.roles["rec"])
-            status = 0 if rng.random() < 0.8 else self.arg("psci_status")
-            self.rmi(cpu, "PSCI_COMPLETE", vm.recs[0], target, status)
+            self.pending[idx] = ENTER_EMUL_MMIO
+        elif reason == RecExitReason.PSCI:
+            self.psci_pending[idx] = True
+            if rng.random() < 0.8:
+                target = vm.recs[1 - idx] if rng.random() < 0.9 else self.pick(
+                    self.roles["rec"])
+                status = 0 if rng.random() < 0.8 else self.arg("psci_status")
+                done = self.rmi(cpu, "PSCI_COMPLETE", rec, target, status)
+                self.psci_pending[idx] = done is None or done[0] != 0
         elif reason == RecExitReason.RIPAS_CHANGE:
             if rng.random() < 0.2:
-                self.pending = 1 << 4  # RIPAS_RESPONSE: reject
+                self.pending[idx] = 1 << 4  # RIPAS_RESPONSE: reject
             elif rng.random() < 0.8:
                 base, top = int(ex["ripas_base"]), int(ex["ripas_top"])
                 if rng.random() < 0.2:
                     base, top = self.arg("ipa"), self.arg("ipa_top")
-                self.rmi(cpu, "RTT_SET_RIPAS", vm.handle.rd, vm.recs[0], base, top)
+                self.rmi(cpu, "RTT_SET_RIPAS", vm.handle.rd, rec, base, top)
 
     def act_write_page(self) -> None:
         """Corrupt a RecRun page (its RmiRecEnter half) or a parameter page."""
