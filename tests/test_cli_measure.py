@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -79,8 +80,10 @@ def _rim_built_by_run(monkeypatch: pytest.MonkeyPatch, desc: Path) -> bytes:
     rims: list[bytes] = []
 
     class RecordingVmm(Vmm):
-        def create(self, spec: RealmSpec) -> RealmVm:
-            vm = super().create(spec)
+        def create(
+            self, spec: RealmSpec, progress: Callable[[int, int], None] | None = None
+        ) -> RealmVm:
+            vm = super().create(spec, progress)
             with self.platform.cpus[0].probe(SecurityState.REALM)._running() as pe:
                 rims.append(Realm.load(pe, vm.handle.rd).rim)
             return vm

@@ -1123,7 +1123,8 @@ def test_rtt_create_success(level: int, side: str) -> None:
     parent_ref = e.refcount(parent)
     rtt = e.delegated()
     r = e.ok("RTT_CREATE", e.rd, rtt, ipa, level)
-    assert r.regs[1:5] == (0, 0, 0, 0)
+    # x1..x3 carry no result (zero); x4 is the caller's, preserved (TF-RMM saves x4)
+    assert r.regs[1:5] == (0, 0, 0, level)
     assert e.entry(ipa, level - 1) == (level - 1, TABLE, rtt, EMPTY)
     assert e.entry(ipa, level) == (level, UNASSIGNED, 0, EMPTY)
     assert e.gstate(rtt) == G_RTT and e.refcount(rtt) == 0
@@ -1666,7 +1667,8 @@ def test_data_create_success(prior: str, flags: int) -> None:
     data = e.delegated()
     rim = e.rim()
     r = e.ok("DATA_CREATE", e.rd, data, ipa, src, flags)
-    assert r.regs[1:5] == (0, 0, 0, 0)
+    # x1..x3 carry no result (zero); x4 is the caller's (src), preserved (TF-RMM saves x4)
+    assert r.regs[1:5] == (0, 0, 0, src)
     # RAM whatever the previous RIPAS (§6, §16)
     assert e.entry(ipa, 3) == (3, ASSIGNED, data, RAM)
     assert e.refcount(l3) == ref + 1

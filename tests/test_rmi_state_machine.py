@@ -1705,7 +1705,7 @@ def test_map_unprotected_above_start_level() -> None:
     assert res[0] == status_code(RTT, 2), hex(res[0])
 
 
-@pytest.mark.xfail(strict=True, reason="the RMI return path zeroes x4..x7")
+
 def test_rmi_preserves_x4_to_x7() -> None:
     """SMCCC 1.2: registers that carry no result are preserved. On the RMI return path TF-A
     (``rmmd_smc_forward``) writes only x0..x4 back into the Normal world's context, and

@@ -5,8 +5,8 @@
   version, x2 = number of CPUs, x3 = shared buffer PA, and waits for RMM_BOOT_COMPLETE.
   Warm boot enters with x0 = CPU id only (rmm-abi §12.1).
 * RMI (host -> RMM): from the Non-secure world only; x0..x7 are forwarded verbatim to the
-  RMM at R-EL2. The RMM answers with RMM_RMI_REQ_COMPLETE, whose x1..x8 become the host's
-  x0..x7 (rmm-abi §2.1). If the RMM failed to boot, RMI returns SMC_UNKNOWN.
+  RMM at R-EL2. The RMM answers with RMM_RMI_REQ_COMPLETE, whose x1..x5 become the host's
+  x0..x4; the host's x5.. are preserved (rmm-abi §2.1). If the RMM failed to boot, RMI returns SMC_UNKNOWN.
 * RMM -> EL3 (0xC400018F, 0xC40001B0..0xC40001CF): from the Realm world only.
   RMM_GTSI_DELEGATE / UNDELEGATE move one granule NS <-> Realm (rmm-abi §12.4).
 """
@@ -138,8 +138,9 @@ class Rmmd:
         x = pe.x
         realm.x = x
         realm.spsr = pe.sysregs["SPSR_EL3"]
-        # The RMM's x1..x8 become the Normal world's x0..x7; its x8.. are preserved.
-        pe.x = [v & MASK64 for v in x[1:9]] + ns.x[8:]
+        # The RMM's x1..x5 become the Normal world's x0..x4 (REL0: five result registers);
+        # x5 and above keep the Normal world's values (SMCCC: no result, preserved).
+        pe.x = [v & MASK64 for v in x[1:6]] + ns.x[5:]
         pe.sysregs["SPSR_EL3"] = ns.spsr
         pe.set_scr(SCR_NON_SECURE)
         if self.monitor.tracer is not None:

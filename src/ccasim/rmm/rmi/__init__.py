@@ -37,10 +37,15 @@ RESULT_REGS = 5  # REL0: x0..x4
 
 
 def dispatch(rmm: Rmm, pe: ProcessingElement, fid: int, args: Sequence[int]) -> tuple[int, ...]:
-    """Decode and run one RMI call; returns the result registers x0..x4."""
+    """Decode and run one RMI call; returns the result registers x0..x4.
+
+    Results the command does not define are zero, except x4: TF-RMM saves the caller's x4
+    and hands it back unless the command outputs it (in 1.0 only RMI_RTT_READ_ENTRY does),
+    so the Normal world's x4 survives (SMCCC: registers without results are preserved)."""
     command = RMI_TABLE.get(fid & 0xFFFE_FFFF)  # w0 with the SVE hint (bit 16) cleared
+    saved_x4 = args[3] if len(args) > 3 else 0
     if command is None:
-        return (smccc.SMC_UNKNOWN,) + (0,) * (RESULT_REGS - 1)
+        return (smccc.SMC_UNKNOWN, 0, 0, 0, saved_x4)
     try:
         results = tuple(command.handler(rmm, pe, args))
         rmm.last_error = None
@@ -49,7 +54,9 @@ def dispatch(rmm: Rmm, pe: ProcessingElement, fid: int, args: Sequence[int]) -> 
         if CONDITION_LISTENERS:
             report_condition("RMI", command.name, err.label)
         results = (err.code, *err.outputs)
-    return results + (0,) * (RESULT_REGS - len(results))
+    padded = results[:4] + (0,) * (4 - min(len(results), 4))
+    x4 = results[4] if command.results >= RESULT_REGS and len(results) > 4 else saved_x4
+    return (*padded, x4)
 
 
 # Register the command groups (import order does not matter).
