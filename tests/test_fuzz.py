@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import random
 import subprocess
 import sys
 import textwrap
@@ -19,6 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, Phase, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, rule
 
 from ccasim import PlatformConfig
 from ccasim.fuzz import common, guest, host
@@ -118,6 +122,77 @@ def test_host_run_is_deterministic_and_replays() -> None:
     assert a.steps == b.steps and a.failure is None
     r = host.replay(a.steps)
     assert r.failure is None and r.count == len(a.steps)
+
+
+class HostileHost(RuleBasedStateMachine):
+    """The hostile host as a Hypothesis state machine: Hypothesis picks the actions (one rule
+    each) and the random source of their choices. A failure is shrunk by the fuzzer's own
+    delta debugging over the steps (much faster than Hypothesis replaying whole platforms,
+    whose shrink phase is therefore off) and reported as a reproducer script."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fuzzer = host.HostFuzzer(0)
+        failure = self.fuzzer.start()
+        assert failure is None, str(failure)
+
+    def _do(self, action: str, rnd: random.Random) -> None:
+        failure = self.fuzzer.act(action, rnd)
+        if failure is not None:
+            small = host.shrink_steps(self.fuzzer.steps, failure, budget_s=60)
+            again = host.replay(small).failure
+            raise AssertionError(f"{failure}\n{failure.detail}\n" + host.reproducer(
+                small, again if again is not None else failure))
+
+    def teardown(self) -> None:
+        common.dispose(self.fuzzer.p)
+
+    @rule(rnd=st.randoms(use_true_random=False))
+    def rmi(self, rnd: random.Random) -> None:
+        self._do("rmi", rnd)
+
+    @rule(rnd=st.randoms(use_true_random=False))
+    def realm_create(self, rnd: random.Random) -> None:
+        self._do("realm_create", rnd)
+
+    @rule(rnd=st.randoms(use_true_random=False))
+    def rec_create(self, rnd: random.Random) -> None:
+        self._do("rec_create", rnd)
+
+    @rule(rnd=st.randoms(use_true_random=False))
+    def data_create(self, rnd: random.Random) -> None:
+        self._do("data_create", rnd)
+
+    @rule(rnd=st.randoms(use_true_random=False))
+    def rec_run(self, rnd: random.Random) -> None:
+        self._do("rec_run", rnd)
+
+    @rule(rnd=st.randoms(use_true_random=False))
+    def write_page(self, rnd: random.Random) -> None:
+        self._do("write_page", rnd)
+
+    @rule(rnd=st.randoms(use_true_random=False))
+    def ffa(self, rnd: random.Random) -> None:
+        self._do("ffa", rnd)
+
+    @rule(rnd=st.randoms(use_true_random=False))
+    def odd_fid(self, rnd: random.Random) -> None:
+        self._do("odd_fid", rnd)
+
+
+def test_state_machine_rules_cover_every_action() -> None:
+    rules = {name for name in vars(HostileHost) if name in host.ACTION_WEIGHTS}
+    assert rules == set(host.ACTION_WEIGHTS)
+
+
+TestHostileHost = HostileHost.TestCase
+TestHostileHost.settings = settings(
+    max_examples=200 * LONG if LONG else 12,
+    stateful_step_count=60 if LONG else 25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
+)
 
 
 # ------------------------------------------------------------------------------ shrinking

@@ -33,6 +33,7 @@ faulting); a PE not back in the Normal world at EL2 after an SMC.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import random
 import sys
@@ -502,21 +503,34 @@ class HostFuzzer:
         own calls count too); stop at the first failure or at ``deadline``."""
         start = time.perf_counter()
         try:
-            try:
-                self.setup()
+            if self.start() is None:
                 while len(self.steps) < steps and self.r.failure is None:
                     if deadline is not None and time.perf_counter() > deadline:
                         break
                     action = self.rng.choices(list(ACTION_WEIGHTS),
                                               weights=list(ACTION_WEIGHTS.values()))[0]
-                    self.actions[action] = self.actions.get(action, 0) + 1
-                    getattr(self, f"act_{action}")()
-            except _Stop:
-                pass
+                    self.act(action)
         finally:
             dispose(self.p)
         return HostRun(self.seed, self.steps, self.r.failure, time.perf_counter() - start,
                        self.actions, self.statuses)
+
+    def start(self) -> Failure | None:
+        """:meth:`setup`; returns the failure if one happened."""
+        with contextlib.suppress(_Stop):
+            self.setup()
+        return self.r.failure
+
+    def act(self, action: str, rng: random.Random | None = None) -> Failure | None:
+        """One action (a key of :data:`ACTION_WEIGHTS`), its choices drawn from ``rng``
+        (by default the run's own); returns the failure if one happened. For drivers other
+        than :meth:`run`, e.g. a Hypothesis state machine choosing the actions."""
+        if rng is not None:
+            self.rng = rng
+        self.actions[action] = self.actions.get(action, 0) + 1
+        with contextlib.suppress(_Stop):
+            getattr(self, f"act_{action}")()
+        return self.r.failure
 
     def setup(self) -> None:
         """The benign realm, built by a VMM whose every RMI call and write is a step."""
@@ -1089,5 +1103,6 @@ def main(argv: Sequence[str] | None = None) -> int:  # pragma: no cover - manual
     return 1 if result.failure else 0
 
 
-__all__ = ["HOST_CONFIG", "HostFuzzer", "HostRun", "Replay", "Step", "benign_guest",
-           "config_python", "page", "replay", "reproducer", "run_host", "shrink_steps"]
+__all__ = ["ACTION_WEIGHTS", "HOST_CONFIG", "HostFuzzer", "HostRun", "Replay", "Step",
+           "benign_guest", "config_python", "page", "replay", "reproducer", "run_host",
+           "shrink_steps"]
