@@ -127,6 +127,7 @@ class PhysicalMemory:
         # generation number bumped whenever memory is written behind the emulators' backs
         # over such a granule (their translation-block caches must then be dropped).
         self.code_pages: set[int] = set()
+        self._last_u64: tuple[int, int, mmap.mmap] = (0, 0, mmap.mmap(-1, 1))
         self.code_generation = 0
         # Fast path for the hot DRAM lookup: (base, end, buffer) triples.
         self._dram = sorted(
@@ -223,8 +224,13 @@ class PhysicalMemory:
         pas: PhysicalAddressSpace = PhysicalAddressSpace.ROOT,
         state: SecurityState = SecurityState.ROOT,
     ) -> int:
-        for base, end, buf in self._dram:
+        base, end, buf = self._last_u64  # the GPT walk and the RTT walks hit one region
+        if base <= pa and pa + 8 <= end:
+            return int(_U64.unpack_from(buf, pa - base)[0])
+        for region in self._dram:
+            base, end, buf = region
             if base <= pa and pa + 8 <= end:
+                self._last_u64 = region
                 return int(_U64.unpack_from(buf, pa - base)[0])
         return int.from_bytes(self.read(pa, 8, pas, state), "little")
 
@@ -252,6 +258,11 @@ class PhysicalMemory:
         memory); the rest is overwritten."""
         if self.code_pages:
             self._code_written(pa, size)
+        if size == _HOST_PAGE and not pa % _HOST_PAGE:  # one aligned page: the common case
+            for base, end, dram in self._dram:
+                if base <= pa and pa + size <= end:
+                    dram.madvise(mmap.MADV_DONTNEED, pa - base, size)
+                    return
         buf, off, _ = self._locate(
             pa, size, AccessKind.WRITE, PhysicalAddressSpace.ROOT, SecurityState.ROOT
         )
