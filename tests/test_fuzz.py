@@ -250,6 +250,34 @@ def test_host_reproducer_from_steps(injected: None) -> None:
         host.reproducer(small[:1])
 
 
+def test_host_rmi_return_convention(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An RMI return path that clobbers x5..x7 (the bug of an earlier model) is a failure;
+    so is an x0 that is no RMI status."""
+    from ccasim.firmware import rmmd
+
+    steps = [host.Step("smc", 0, 0xC400_0150, (0x1_0000, 0, 0, 0, 5, 6, 7))]
+    assert host.replay(steps).failure is None
+    complete = rmmd.Rmmd._req_complete
+
+    def clobbering(self: Any, pe: Any) -> Any:
+        out = complete(self, pe)
+        pe.x[5:8] = [0, 0, 0]
+        return out
+
+    monkeypatch.setattr(rmmd.Rmmd, "_req_complete", clobbering)
+    failure = host.replay(steps).failure
+    assert failure is not None and failure.signature == "abi:rmi-x5", failure
+
+    def bad_status(self: Any, pe: Any) -> Any:
+        out = complete(self, pe)
+        pe.x[0] = 0x0305
+        return out
+
+    monkeypatch.setattr(rmmd.Rmmd, "_req_complete", bad_status)
+    failure = host.replay(steps).failure
+    assert failure is not None and failure.signature == "abi:rmi-status", failure
+
+
 def test_guest_failure_shrinks_to_a_reproducer(injected: None, tmp_path: Path) -> None:
     """A guest item that makes the RMM raise (RSI_VERSION of a magic value, injected) among
     random items shrinks to that single item; its script reproduces it."""

@@ -39,9 +39,10 @@ _FUZZ_DIR = Path(__file__).resolve().parent
 class Failure:
     """One failure found by a run.
 
-    ``kind``: ``exception`` | ``invariant`` | ``isolation`` | ``world`` | ``exit`` |
-    ``memory`` | ``hang`` | ``teardown``; ``where``: what identifies the bug within the kind
-    (exception type and innermost model frame, the invariant names, the memory area...);
+    ``kind``: ``exception`` | ``invariant`` | ``isolation`` | ``world`` | ``abi`` |
+    ``exit`` | ``memory`` | ``hang`` | ``teardown``; ``where``: what identifies the bug
+    within the kind (exception type and innermost model frame, the invariant names, the
+    memory area...);
     ``step``: index of the step (host) or REC entry (guest) at which it showed;
     ``summary``: one line; ``detail``: the traceback or the full report."""
 

@@ -28,7 +28,8 @@ Failures (:class:`~ccasim.fuzz.common.Failure`): an exception escaping an SMC (a
 a clean return of registers) or a memory access other than an architectural fault; an
 :class:`~ccasim.checker.InvariantViolation`; an isolation breach — a Non-secure read or write
 of a granule whose GPI is not Non-secure succeeding (or one of a Non-secure granule
-faulting); a PE not back in the Normal world at EL2 after an SMC.
+faulting); a PE not back in the Normal world at EL2 after an SMC; an RMI call that breaks
+the return convention (an undefined x0, x5..x7 not preserved).
 """
 
 from __future__ import annotations
@@ -101,6 +102,12 @@ def fid_label(fid: int) -> str:
     return name + (" (SVE hint)" if fid32 & (1 << 16) else "")
 
 
+def is_rmi_fid(fid: int) -> bool:
+    """An SMC64 fast call in the RMI 1.0 range (FNUM 0x150..0x169, the SVE hint ignored)."""
+    fid &= 0xFFFF_FFFF & ~(1 << 16)
+    return 0xC400_0150 <= fid <= 0xC400_0169
+
+
 # ============================================================================ replay
 class Replay:
     """Executes host steps on a platform and detects the first failure.
@@ -131,13 +138,51 @@ class Replay:
             return None
         index = self.count
         self.count += 1
+        port = self.ports[cpu % len(self.ports)]
+        sent = list(port.pe.x[:8])  # what x0..x7 hold as the SMC instruction executes
+        for i, value in enumerate((fid, *args[:7])):
+            sent[i] = value & MASK64
         try:
-            regs = self.ports[cpu % len(self.ports)].smc(fid, *args)
+            regs = port.smc(fid, *args)
         except Exception as exc:
             self.failure = exception_failure(exc, index, f"{fid_label(fid)} on PE {cpu}")
             return None
+        if is_rmi_fid(fid):
+            self._check_rmi_return(index, fid, sent, regs)
+            if self.failure is not None:
+                return regs
         self._after(index, args)
         return regs
+
+    def _check_rmi_return(self, index: int, fid: int, sent: list[int],
+                          regs: tuple[int, ...]) -> None:
+        """The RMI return convention (rmm-abi §2.1, §2.2): x0 is SUCCESS, a packed error
+        with a status the version defines (the index nonzero only for ERROR_RTT and
+        REC_ENTER's ERROR_REALM) or SMC_UNKNOWN for an unallocated FID; only x0..x4 carry
+        results, so x5..x7 are what the host passed."""
+        x0 = regs[0]
+        status, idx = x0 & 0xFF, (x0 >> 8) & 0xFF
+        name = fid_label(fid)
+        if x0 == MASK64:
+            ok = (fid & 0xFFFE_FFFF) not in RMI_NAMES
+        elif x0 >> 16 or status > 4:
+            ok = False
+        elif status == 4:
+            ok = idx <= 3 or idx == 0xFF
+        elif status == 2 and (fid & 0xFFFE_FFFF) == FID["REC_ENTER"]:
+            ok = idx <= 1
+        else:
+            ok = idx == 0
+        if not ok:
+            self.failure = Failure("abi", "rmi-status", index,
+                                   f"{name} returned x0 = {x0:#x}, not an RMI status")
+            return
+        for i in (5, 6, 7):
+            if regs[i] != sent[i]:
+                self.failure = Failure("abi", f"rmi-x{i}", index,
+                                       f"{name} changed x{i} from {sent[i]:#x} to "
+                                       f"{regs[i]:#x}")
+                return
 
     def write(self, cpu: int, pa: int, data: bytes) -> bool:
         """A Non-secure store of ``data`` (within one granule) at ``pa``; True if the GPC
