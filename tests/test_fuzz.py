@@ -235,6 +235,17 @@ def test_host_failure_shrinks_to_a_reproducer(injected: None, tmp_path: Path) ->
     assert fixed.returncode != 0 and "AssertionError" in fixed.stderr
 
 
+def test_a_bug_of_the_fuzzer_is_reported_as_such(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(self: host.HostFuzzer) -> None:
+        raise ValueError("generator bug")
+
+    monkeypatch.setattr(host.HostFuzzer, "act_odd_fid", broken)
+    result = run_campaign("host", 2, 200, seed=1)
+    assert [f.signature for f in result.failures] == ["fuzzer:ValueError"]
+    seed = result.outcomes[0].seed
+    assert f"run_host({seed}, 200)" in result.failures[0].reproducer
+
+
 def test_host_reproducer_from_steps(injected: None) -> None:
     """reproducer(steps) on its own: replays to learn the failure, then prints the calls."""
     target = POOL + 0x5000

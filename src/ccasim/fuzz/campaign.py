@@ -182,24 +182,29 @@ def _run_one(kind: str, index: int, seed: int, steps: int,
 
 
 def shrink_task(kind: str, trace: Any, failure: dict[str, Any], title: str,
-                options: dict[str, Any]) -> dict[str, Any]:
+                options: dict[str, Any], seed: int = 0, steps: int = 0) -> dict[str, Any]:
     """Shrink one failing run (unless ``options["shrink"]`` is false) and make its
-    reproducer."""
+    reproducer. A failure of the host fuzzer's own code cannot be replayed from its steps:
+    its reproducer re-runs the fuzzer with the run's seed."""
     fail = Failure.from_dict(failure)
     stats = ShrinkStats()
     budget = float(options.get("shrink_seconds", 60.0))
     do_shrink = bool(options.get("shrink", True))
+    if kind == "host" and fail.kind == "fuzzer":
+        n = len(trace)
+        return {"length": n, "shrunk": n, "tests": 0, "failure": fail.to_dict(),
+                "reproducer": _fuzzer_bug_script(fail, title, seed, steps)}
     if kind == "host":
         from . import host
 
-        steps = [host.Step.from_dict(d) for d in trace]
-        small = host.shrink_steps(steps, fail, budget_s=budget, stats=stats) if (
-            do_shrink) else steps
+        logged = [host.Step.from_dict(d) for d in trace]
+        small = host.shrink_steps(logged, fail, budget_s=budget, stats=stats) if (
+            do_shrink) else logged
         r = host.replay(small)
         final = r.failure if r.failure is not None and r.failure.signature == (
             fail.signature) else fail
         text = host.reproducer(small, final, title=title)
-        return {"length": len(steps), "shrunk": len(small), "tests": stats.tests,
+        return {"length": len(logged), "shrunk": len(small), "tests": stats.tests,
                 "reproducer": text, "failure": final.to_dict()}
     from . import guest
 
@@ -216,6 +221,31 @@ def shrink_task(kind: str, trace: Any, failure: dict[str, Any], title: str,
                             time_limit=time_limit)
     return {"length": len(program.items), "shrunk": len(small_p.items), "tests": stats.tests,
             "reproducer": text, "failure": final.to_dict()}
+
+
+def _fuzzer_bug_script(fail: Failure, title: str, seed: int, steps: int) -> str:
+    summary = str(fail).replace(chr(34) * 3, chr(39) * 3)
+    return "\n".join([
+        "#!/usr/bin/env python3",
+        f'"""ccasim fuzz --host: a failure of the fuzzer itself ({title}).',
+        "",
+        summary,
+        "",
+        "Re-runs the fuzzer with the run's seed; exits 0 after printing the failure while it",
+        "reproduces.",
+        '"""',
+        "import sys",
+        "",
+        "from ccasim.fuzz.host import run_host",
+        "",
+        f"failure = run_host({seed}, {steps}).failure",
+        "print(failure)",
+        "if failure is not None:",
+        "    print(failure.detail)",
+        f"assert failure is not None and failure.signature == {fail.signature!r}",
+        "sys.exit(0)",
+        "",
+    ])
 
 
 # ============================================================================ backends
@@ -341,7 +371,7 @@ def run_campaign(
         titles = {sig: f"campaign seed {seed}, run {o.index} (seed {o.seed})"
                   for sig, o in first.items()}
         shrunk = backend.map(shrink_task, [(kind, o.trace, o.failure.to_dict(), titles[sig],
-                                            options)
+                                            options, o.seed, steps)
                                            for sig, o in first.items() if o.failure])
     finally:
         backend.close()

@@ -40,7 +40,8 @@ class Failure:
     """One failure found by a run.
 
     ``kind``: ``exception`` | ``invariant`` | ``isolation`` | ``world`` | ``abi`` |
-    ``exit`` | ``memory`` | ``hang`` | ``teardown``; ``where``: what identifies the bug
+    ``exit`` | ``memory`` | ``hang`` | ``teardown`` (the model's), or ``fuzzer`` (a bug of
+    the fuzzer itself); ``where``: what identifies the bug
     within the kind (exception type and innermost model frame, the invariant names, the
     memory area...);
     ``step``: index of the step (host) or REC entry (guest) at which it showed;
@@ -87,10 +88,15 @@ def exception_failure(exc: BaseException, step: int, context: str) -> Failure:
     """The failure an exception escaping the model is: an invariant violation, or an
     unexpected exception named by its type and innermost model frame."""
     detail = "".join(traceback.format_exception(exc))
+    frame = model_frame(exc)
+    if frame == "?":  # raised by the fuzzer's own code, not by the model
+        return Failure("fuzzer", type(exc).__name__, step,
+                       f"{context}: the fuzzer itself failed: {type(exc).__name__}: {exc}"[:400],
+                       detail)
     if isinstance(exc, InvariantViolation):
         names = ",".join(sorted(exc.invariants))
         return Failure("invariant", names, step, f"{context}: {exc}", detail)
-    where = f"{type(exc).__name__}@{model_frame(exc)}"
+    where = f"{type(exc).__name__}@{frame}"
     first = str(exc).splitlines()[0] if str(exc) else ""
     return Failure("exception", where, step,
                    f"{context}: {type(exc).__name__}: {first}"[:400], detail)

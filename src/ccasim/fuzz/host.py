@@ -34,12 +34,10 @@ the return convention (an undefined x0, x5..x7 not preserved).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import random
-import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -420,8 +418,6 @@ class HostRun:
     statuses: dict[str, int] = field(default_factory=dict)
 
 
-_Arg = Callable[["HostFuzzer"], int]
-
 RMI_ARGS: dict[str, tuple[str, ...]] = {
     "VERSION": ("version",),
     "GRANULE_DELEGATE": ("gran",),
@@ -562,8 +558,12 @@ class HostFuzzer:
 
     def start(self) -> Failure | None:
         """:meth:`setup`; returns the failure if one happened."""
-        with contextlib.suppress(_Stop):
+        try:
             self.setup()
+        except _Stop:
+            pass
+        except RuntimeError as exc:
+            self.r.failure = exception_failure(exc, self.r.count, "setting the realm up")
         return self.r.failure
 
     def act(self, action: str, rng: random.Random | None = None) -> Failure | None:
@@ -573,8 +573,12 @@ class HostFuzzer:
         if rng is not None:
             self.rng = rng
         self.actions[action] = self.actions.get(action, 0) + 1
-        with contextlib.suppress(_Stop):
+        try:
             getattr(self, f"act_{action}")()
+        except _Stop:
+            pass
+        except Exception as exc:  # a bug of the fuzzer: report it, keep the campaign going
+            self.r.failure = exception_failure(exc, self.r.count, f"action {action}")
         return self.r.failure
 
     def setup(self) -> None:
@@ -859,7 +863,8 @@ class HostFuzzer:
         rec, run = vm.recs[idx], vm.run_pages[idx]
         if self.psci_pending.get(idx) and rng.random() < 0.9:
             # the REC cannot run before its PSCI request is completed
-            target = vm.recs[1 - idx] if rng.random() < 0.95 else self.pick(self.roles["rec"])
+            target = vm.recs[1 - idx] if rng.random() < 0.95 else self.pick(
+                self.roles["rec"] or vm.recs)
             regs = self.rmi(cpu, "PSCI_COMPLETE", rec, target, 0)
             if regs is not None and regs[0] == 0:
                 self.psci_pending[idx] = False
@@ -890,7 +895,7 @@ class HostFuzzer:
             self.psci_pending[idx] = True
             if rng.random() < 0.8:
                 target = vm.recs[1 - idx] if rng.random() < 0.9 else self.pick(
-                    self.roles["rec"])
+                    self.roles["rec"] or vm.recs)
                 status = 0 if rng.random() < 0.8 else self.arg("psci_status")
                 done = self.rmi(cpu, "PSCI_COMPLETE", rec, target, status)
                 self.psci_pending[idx] = done is None or done[0] != 0
@@ -1137,15 +1142,6 @@ def run_host(seed: int, steps: int, config: PlatformConfig = HOST_CONFIG,
              deadline: float | None = None) -> HostRun:
     """One seeded run of ``steps`` host steps."""
     return HostFuzzer(seed, config).run(steps, deadline=deadline)
-
-
-def main(argv: Sequence[str] | None = None) -> int:  # pragma: no cover - manual use
-    args = list(sys.argv[1:] if argv is None else argv)
-    seed = int(args[0]) if args else 0
-    steps = int(args[1]) if len(args) > 1 else 500
-    result = run_host(seed, steps)
-    print(f"{len(result.steps)} steps in {result.seconds:.2f}s: {result.failure}")
-    return 1 if result.failure else 0
 
 
 __all__ = ["ACTION_WEIGHTS", "HOST_CONFIG", "HostFuzzer", "HostRun", "Replay", "Step",
