@@ -6,7 +6,8 @@
   Warm boot enters with x0 = CPU id only (rmm-abi §12.1).
 * RMI (host -> RMM): from the Non-secure world only; x0..x7 are forwarded verbatim to the
   RMM at R-EL2. The RMM answers with RMM_RMI_REQ_COMPLETE, whose x1..x5 become the host's
-  x0..x4; the host's x5.. are preserved (rmm-abi §2.1). If the RMM failed to boot, RMI returns SMC_UNKNOWN.
+  x0..x4; the host's x5.. are preserved (rmm-abi §2.1). If the RMM failed to boot, RMI
+  returns SMC_UNKNOWN.
 * RMM -> EL3 (0xC400018F, 0xC40001B0..0xC40001CF): from the Realm world only.
   RMM_GTSI_DELEGATE / UNDELEGATE move one granule NS <-> Realm (rmm-abi §12.4).
 """
