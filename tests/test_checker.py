@@ -217,11 +217,24 @@ def test_rtt_refcount_is_checked_against_its_entries(p: Platform, client: RmiCli
 def test_nonzero_delegated_granule_is_reported(p: Platform, client: RmiClient) -> None:
     g = client.new_delegated()
     p.el3.write(g + 0x123, b"\x01", pas=Pas.REALM)
+    violations = full_check(p)
+    assert invariants(violations) == {"delegated_zero"}
+    assert [v.pa for v in violations] == [g]
+    assert "byte 0x123 is 0x01" in str(violations[0])
+
+
+def test_unscrubbed_data_destroy_is_caught_at_the_smc(p: Platform, client: RmiClient,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """An RMM bug: DATA_DESTROY returns the granule to DELEGATED without scrubbing it."""
+    from ccasim.rmm.rmi import data as rmi_data
+
+    realm = build_realm(client, vmid=4, rec=False)
+    monkeypatch.setattr(rmi_data, "zero_granule", lambda pe, pa: None)
     with pytest.raises(InvariantViolation) as info:
-        client.call("VERSION", RMI_VERSION_1_0)
+        client.call("DATA_DESTROY", realm.rd, IPA)
     assert info.value.invariants == {"delegated_zero"}
-    assert info.value.violations[0].pa == g
-    assert "byte 0x123 is 0x01" in str(info.value)
+    assert info.value.violations[0].pa == realm.data[IPA]
+    assert "RMI_DATA_DESTROY" in info.value.when
 
 
 def test_two_realms_mapping_one_data_granule_is_reported(p: Platform,
@@ -233,14 +246,27 @@ def test_two_realms_mapping_one_data_granule_is_reported(p: Platform,
     entry = l3_entry(p, b, spare_ipa)
     poke_u64(p, entry, s2tt.assigned(Ripas.RAM, shared, 3))
     p.rmm.tracker.get(tracker_idx(p, b.rtts[(3, IPA)]))  # keep b's RTT refcount exact
+    with pytest.raises(InvariantViolation) as info:  # found at the next SMC
+        client.call("VERSION", RMI_VERSION_1_0)
+    assert info.value.invariants == {"no_sharing"}
     violations = full_check(p)
     assert invariants(violations) == {"no_sharing"}
     assert [v.pa for v in violations] == [shared]
     assert f"realm {a.rd:#x}" in violations[0].details
     assert f"realm {b.rd:#x}" in violations[0].details
-    with pytest.raises(InvariantViolation) as info:  # the automatic check sees it too
+
+
+def test_rtt_entry_rewritten_behind_the_rmm_is_found_at_the_next_smc(
+        p: Platform, client: RmiClient) -> None:
+    """No tracker word changes: the RTT's new contents alone give it away."""
+    a = build_realm(client, vmid=1, rec=False)
+    b = build_realm(client, vmid=2, rec=False)
+    poke_u64(p, l3_entry(p, b, IPA + GRANULE), s2tt.assigned(Ripas.RAM, a.data[IPA], 3))
+    with pytest.raises(InvariantViolation) as info:
         client.call("VERSION", RMI_VERSION_1_0)
-    assert info.value.invariants == {"no_sharing"}
+    assert info.value.invariants == {"no_sharing", "ownership"}
+    by_invariant = {v.invariant: v.pa for v in info.value.violations}
+    assert by_invariant == {"no_sharing": a.data[IPA], "ownership": b.data[IPA + GRANULE]}
 
 
 def test_one_realm_mapping_a_data_granule_twice_is_reported(p: Platform,
@@ -292,14 +318,35 @@ def test_stale_gpt_cache_entry_is_reported(p: Platform, client: RmiClient) -> No
     p.host.read(page, 8)  # PE 0 caches the granule's GPI (Non-secure)
     gpc = p.pes[0].gpc
     assert gpc.cached(page) == Gpi.NON_SECURE
-    gpc._cache[page >> 12] = (int(Gpi.REALM), 1)  # a stale entry: no TLBI after a change
+    gpc._cache[page >> 12] = (int(Gpi.REALM), 1)  # a stale entry planted in the cache
+    violations = full_check(p)
+    assert invariants(violations) == {"cached_translation"}
+    v = violations[0]
+    assert v.pa == page and "PE 0 caches GPI REALM" in v.details
+    assert "NON_SECURE" in v.details
+
+
+def test_gpt_write_without_tlbi_leaves_a_stale_entry(p: Platform, client: RmiClient) -> None:
+    """Firmware that changes a GPI and forgets the TLBI: the next SMC's check finds the
+    PE still caching the old GPI."""
+    p.spmc = None  # type: ignore[assignment,unused-ignore]  # no Secure world to ask
+    client.new_delegated()  # the L0 region becomes an L1 table
+    page = client.pool.alloc()
+    p.host.read(page, 8)
+    pe = p.pes[0]
+    with p.cpus[0].probe(SecurityState.ROOT)._running():
+        entry_pa, _current = p.monitor.gpt._locate(pe, page)
+        assert entry_pa is not None
+        desc = p.el3.read_u64(entry_pa)
+        shift = 4 * ((page >> 12) & 0xF)
+        desc = (desc & ~(0xF << shift)) | (int(Gpi.SECURE) << shift)
+        p.el3.write(entry_pa, desc.to_bytes(8, "little"))  # no TLBI
     with pytest.raises(InvariantViolation) as info:
         client.call("VERSION", RMI_VERSION_1_0)
     assert info.value.invariants == {"cached_translation"}
     v = info.value.violations[0]
-    assert v.pa == page and "PE 0 caches GPI REALM" in v.details
-    assert "NON_SECURE" in v.details
-    assert invariants(full_check(p)) == {"cached_translation"}
+    assert v.pa == page and "PE 0 caches GPI NON_SECURE" in v.details
+    assert "GPI SECURE" in v.details
 
 
 def test_stale_cache_entry_on_another_pe_is_reported(p: Platform, client: RmiClient) -> None:
