@@ -154,11 +154,15 @@ def test_tracker_state_flip_is_a_gpi_state_violation(p: Platform, client: RmiCli
     assert "GPI REALM" in str(err) and "UNDELEGATED" in str(err)
 
 
-def test_hidden_tracker_flip_is_found_by_the_full_scan(p: Platform, client: RmiClient) -> None:
-    """A granule the model never touched, flipped to DELEGATED behind its back: only the
-    full scan looks at it."""
+def test_hidden_tracker_flip_is_found(p: Platform, client: RmiClient) -> None:
+    """A granule the model never touched, flipped to DELEGATED behind its back: the
+    tracking array differs from the checker's snapshot at the next SMC."""
     g = client.pool.alloc()
     p.rmm.tracker.set_state(tracker_idx(p, g), GranuleState.DELEGATED)
+    with pytest.raises(InvariantViolation) as info:
+        client.call("VERSION", RMI_VERSION_1_0)
+    assert info.value.invariants == {"gpi_state"}
+    assert [v.pa for v in info.value.violations] == [g]
     violations = full_check(p)
     assert invariants(violations) == {"gpi_state"}
     assert [v.pa for v in violations] == [g]
@@ -183,10 +187,13 @@ def test_gpi_written_into_the_gpt_is_a_gpi_state_violation(p: Platform,
     g = client.new_delegated()
     neighbour = g + GRANULE  # UNDELEGATED, same L1 descriptor
     _set_gpi(p, neighbour, Gpi.REALM)
+    with pytest.raises(InvariantViolation) as info:  # the GPT differs from the snapshot
+        client.call("VERSION", RMI_VERSION_1_0)
+    assert [v.pa for v in info.value.violations] == [neighbour]
     violations = full_check(p)
     assert invariants(violations) == {"gpi_state"}
     assert [v.pa for v in violations] == [neighbour]
-    # and a delegated granule made Non-secure is caught by the automatic check
+    # and a delegated granule made Non-secure
     _set_gpi(p, neighbour, Gpi.NON_SECURE)
     _set_gpi(p, g, Gpi.NON_SECURE)
     with pytest.raises(InvariantViolation) as info:
@@ -421,6 +428,26 @@ def test_gpt_transition_outside_an_smc_is_checked(p: Platform, client: RmiClient
         p.monitor.gpt.transition(pe, SecurityState.REALM, page, int(Gpi.REALM))
     assert info.value.invariants == {"gpi_state"}
     assert "GPT transition" in info.value.when
+
+
+def test_checks_rebuild_only_what_changed(p: Platform, client: RmiClient) -> None:
+    """A command that changes nothing leaves every claim source as it was; DATA_CREATE
+    rebuilds the one RTT it wrote (and nothing else)."""
+    assert p.checker is not None
+    a = build_realm(client, vmid=1)
+    build_realm(client, vmid=2)
+    sources = dict(p.checker.model.sources)
+    # per realm: the RD, 2 starting-level RTTs, a level-2 and a level-3 RTT, one REC
+    assert len(sources) == 2 * (1 + 4 + 1)
+    raws = {k: v.raw for k, v in sources.items()}
+    assert client.call("VERSION", RMI_VERSION_1_0).ok
+    assert all(p.checker.model.sources[k] is v for k, v in sources.items())
+    RealmBuilder(client).add_data(a, IPA + 3 * GRANULE, b"x")
+    assert p.checker.model.sources.keys() == sources.keys()
+    changed = {k for k, v in p.checker.model.sources.items() if v.raw != raws[k]}
+    assert changed == {("table", a.rtts[(3, IPA)])}
+    table = p.checker.model.sources[("table", a.rtts[(3, IPA)])]
+    assert table.refs == 3 and a.data[IPA + 3 * GRANULE] in table.claimed
 
 
 def test_violation_report_names_every_invariant() -> None:
