@@ -308,6 +308,8 @@ class ConformancePlugin:
         config = self.config
         if self.deselected or getattr(session, "shouldstop", False):
             return False
+        if config.getoption("collectonly", False) or not getattr(session, "testscollected", 0):
+            return False
         if config.getoption("keyword", "") or config.getoption("markexpr", ""):
             return False
         root = Path(str(config.rootpath))
