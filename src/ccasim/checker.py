@@ -875,9 +875,13 @@ class InvariantChecker:
             if l0 & 0xF == L0_TYPE_TABLE:
                 count = -(-(region_end - (pa & ~(span - 1))) // span)
                 raw = memory.read((l0 & L0_TABLE_ADDR_MASK) + 8 * g.l1_index(pa), 8 * count)
-            elif l0 & 0xF != L0_TYPE_BLOCK:
+            elif l0 & 0xF != L0_TYPE_BLOCK or (l0 >> 4) & 0xF != _NS:
+                gpi = (l0 >> 4) & 0xF if l0 & 0xF == L0_TYPE_BLOCK else -1
                 for q in range(pa, region_end, gran):
-                    yield q, -1
+                    yield q, gpi
+                pa = region_end
+                continue
+            else:  # a Non-secure L0 block
                 pa = region_end
                 continue
             first = pa & ~(span - 1)
