@@ -195,6 +195,16 @@ class Spmc:
     last_error: CallRecord | None = None
     booted: bool = False
 
+    def owned_granules(self) -> set[int]:
+        """Granules of Non-secure DRAM the SPMC has moved to the Secure PAS: those of live
+        LEND / DONATE transactions and those donated for good (the invariant checker's
+        contract: exactly these hold GPI Secure in tracked DRAM)."""
+        owned = set(self._donated)
+        for share in self.shares.values():
+            if share.kind in (TransactionType.LEND, TransactionType.DONATE):
+                owned.update(share.granules())
+        return owned
+
     def __post_init__(self) -> None:
         self._busy_pages: dict[int, int] = {}  # NS-DRAM granule -> handle of its transaction
         self._donated: set[int] = set()  # granules donated to partitions: theirs for good
