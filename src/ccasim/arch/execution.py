@@ -23,7 +23,7 @@ import enum
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from unicorn import (
     UC_ARCH_ARM64,
@@ -60,7 +60,7 @@ try:
 except ImportError:  # pragma: no cover - another binding layout: use the binding
     pass
 
-if False:  # pragma: no cover - import cycle guard for type checkers only
+if TYPE_CHECKING:
     from .pe import ProcessingElement
 
 UC_PAGE = 0x400  # Unicorn's AArch64 target page (1 KiB)

@@ -23,6 +23,7 @@ from rich.markup import escape
 
 from ..arch.faults import GranuleProtectionFault
 from ..arch.gpt import Gpi
+from ..arch.security import SecurityState
 from ..attestation.rim import predict_rim
 from ..attestation.verify import verify_token
 from ..guest import programs
@@ -144,7 +145,7 @@ def run_demo(console: Console | None, tracer: Tracer | None = None,
     vmm, vm, spec, layout = demo_realm.vmm, demo_realm.vm, demo_realm.spec, demo_realm.layout
     challenge, token = demo_realm.challenge, demo_realm.token
     predicted = predict_rim(spec).rim
-    with p.cpus[0].probe(_realm_state())._running() as pe:
+    with p.cpus[0].probe(SecurityState.REALM)._running() as pe:
         from ..rmm.objects import Realm
 
         actual_rim = Realm.load(pe, vm.handle.rd).rim
@@ -227,12 +228,6 @@ def run_demo(console: Console | None, tracer: Tracer | None = None,
 
 def _gpt_counts(p: Platform) -> list[tuple[str, dict[int, int]]]:
     return [(r.name, counts) for r, counts in p.el3.gpt_summary()]
-
-
-def _realm_state() -> Any:
-    from ..arch.security import SecurityState
-
-    return SecurityState.REALM
 
 
 @app.command()
