@@ -69,6 +69,24 @@ class Failure:
         return f"[{self.signature}] step {self.step}: {self.summary}"
 
 
+def reproducer_header(kind: str, title: str, count: str, failure: Failure) -> list[str]:
+    """The first lines shared by every standalone reproducer script: shebang, a docstring
+    naming the campaign (``kind``: ``host`` or ``guest``), ``count`` and the failure, and how
+    the script reports (exit 0 while it reproduces, AssertionError once it no longer does)."""
+    return [
+        "#!/usr/bin/env python3",
+        f'"""ccasim fuzz --{kind} reproducer' + (f": {title}" if title else "") + ".",
+        "",
+        f"{count}. Failure: {failure}".replace('"""', "'''"),
+        "",
+        "Exits 0 after printing the failure while it reproduces; raises AssertionError once",
+        "it no longer does.",
+        '"""',
+        "import sys",
+        "",
+    ]
+
+
 def model_frame(exc: BaseException) -> str:
     """``module:function`` of the innermost traceback frame inside the model (the ``ccasim``
     package, not this fuzzing package); ``?`` when there is none."""

@@ -60,6 +60,7 @@ from .common import (
     ShrinkStats,
     dispose,
     exception_failure,
+    reproducer_header,
     shrink,
 )
 from .host import config_python, fid_label
@@ -736,16 +737,7 @@ def reproducer(program: GuestProgram, failure: Failure | None = None, *,
         if failure is None:
             raise ValueError("the program does not fail")
     lines = [
-        "#!/usr/bin/env python3",
-        '"""ccasim fuzz --guest reproducer' + (f": {title}" if title else "") + ".",
-        "",
-        f"{len(program.items)} items. Failure: {failure}".replace('"""', "'''"),
-        "",
-        "Exits 0 after printing the failure while it reproduces; raises AssertionError once",
-        "it no longer does.",
-        '"""',
-        "import sys",
-        "",
+        *reproducer_header("guest", title, f"{len(program.items)} items", failure),
         "from ccasim import PlatformConfig",
         "from ccasim.fuzz.guest import GuestProgram, Item, run_program",
         "",

@@ -62,7 +62,16 @@ from ..rmm.s2tt import num_root_tables
 from ..secure import ffa
 from ..secure import partitions as sp
 from ..trace import RMI_NAMES
-from .common import Failure, ShrinkStats, dispose, exception_failure, page, python_bytes, shrink
+from .common import (
+    Failure,
+    ShrinkStats,
+    dispose,
+    exception_failure,
+    page,
+    python_bytes,
+    reproducer_header,
+    shrink,
+)
 
 MASK64 = (1 << 64) - 1
 G = GRANULE_SIZE
@@ -1117,16 +1126,7 @@ def reproducer(
         if failure is None:
             raise ValueError("the steps do not fail")
     lines = [
-        "#!/usr/bin/env python3",
-        '"""ccasim fuzz --host reproducer' + (f": {title}" if title else "") + ".",
-        "",
-        f"{len(steps)} steps. Failure: {failure}".replace('"""', "'''"),
-        "",
-        "Exits 0 after printing the failure while it reproduces; raises AssertionError once",
-        "it no longer does.",
-        '"""',
-        "import sys",
-        "",
+        *reproducer_header("host", title, f"{len(steps)} steps", failure),
         "from ccasim import Platform, PlatformConfig",
         "from ccasim.fuzz.host import Replay",
         "",
