@@ -77,10 +77,10 @@ class WorldPort:
         if len(args) > 17:
             raise ValueError("SMCCC passes at most 17 arguments (x1..x17)")
         pe = self.pe
-        if pe.el == self.el and pe.security_state is self.state:
-            return self._smc(pe, fid, args)
-        with self._running() as pe:
-            return self._smc(pe, fid, args)
+        if pe.el != self.el or pe.security_state is not self.state:
+            with self._running() as pe:
+                return self._smc(pe, fid, args)
+        return self._smc(pe, fid, args)
 
     @staticmethod
     def _smc(pe: ProcessingElement, fid: int, args: tuple[int, ...]) -> tuple[int, ...]:

@@ -180,7 +180,13 @@ class ProcessingElement:
         """Return from EL3 to the EL recorded in SPSR_EL3, in the world SCR_EL3 selects."""
         if self.el != 3:
             raise UndefinedInstruction("ERET modelled only from EL3")
-        self.set_el((self.sysregs["SPSR_EL3"] >> 2) & 3)
+        sysregs = self.sysregs
+        el = self.el = (sysregs["SPSR_EL3"] >> 2) & 3
+        cached = _STATE_CACHE.get((sysregs["SCR_EL3"] & _WORLD_BITS, el))
+        if cached is None:
+            self._refresh_state()
+        else:
+            self.security_state, self.natural_pas, self._emittable = cached
 
     # ------------------------------------------------------------------ memory
     def _pas(self, pas: PhysicalAddressSpace | None) -> PhysicalAddressSpace:
@@ -204,11 +210,6 @@ class ProcessingElement:
         except GranuleProtectionCheckException as fault:
             self._record_fault(fault)
             raise
-
-    def _pas_fast(self, pas: PhysicalAddressSpace | None) -> PhysicalAddressSpace:
-        if pas is None or pas is self.natural_pas:
-            return self.natural_pas
-        return self._pas(pas)
 
     def _gpc_passes(self, pa: int, last: int, target: int) -> bool:
         """Cached GPI admits ``target`` for a single-granule access (no walk)."""
@@ -248,18 +249,24 @@ class ProcessingElement:
             entry = gpc._cache.get(g) if g == (pa + size - 1) >> shift else None
             if entry is None or not _ADMITS[entry[0]][target]:
                 self._checked(pa, size, target, AccessKind.WRITE)
-        self.memory.write(pa, data, target, self.security_state)
+        memory = self.memory
+        if not memory.code_pages:  # else PhysicalMemory.write invalidates translated code
+            for base, end, buf in memory._dram:
+                if base <= pa and pa + size <= end:
+                    buf[pa - base : pa - base + size] = data
+                    return
+        memory.write(pa, data, target, self.security_state)
 
     def zero(self, pa: int, size: int, pas: PhysicalAddressSpace | None = None) -> None:
         """Zero DRAM with ordinary stores (checked by the GPC); whole host pages are dropped
         rather than written, so scrubbing costs no memory."""
-        target = self._pas_fast(pas)
+        target = self.natural_pas if pas is None or pas is self.natural_pas else self._pas(pas)
         if not self._gpc_passes(pa, pa + size - 1, target):
             self._checked(pa, size, target, AccessKind.WRITE)
         self.memory.zero(pa, size)
 
     def read_u64(self, pa: int, pas: PhysicalAddressSpace | None = None) -> int:
-        # _pas_fast and _gpc_passes inlined: this is the hottest access of the model
+        # the PAS choice and _gpc_passes inlined: this is the hottest access of the model
         target = self.natural_pas if pas is None or pas is self.natural_pas else self._pas(pas)
         gpc = self.gpc
         if gpc.enabled:
@@ -282,7 +289,13 @@ class ProcessingElement:
             entry = gpc._cache.get(g) if g == (pa + 7) >> shift else None
             if entry is None or not _ADMITS[entry[0]][target]:
                 self._checked(pa, 8, target, AccessKind.WRITE)
-        self.memory.write_u64(pa, value & MASK64, target, self.security_state)
+        memory = self.memory
+        if not memory.code_pages:  # else PhysicalMemory.write_u64 invalidates translated code
+            for base, end, buf in memory._dram:
+                if base <= pa and pa + 8 <= end:
+                    _U64.pack_into(buf, pa - base, value & MASK64)
+                    return
+        memory.write_u64(pa, value & MASK64, target, self.security_state)
 
     def _record_fault(self, fault: GranuleProtectionCheckException) -> None:
         """Latch MFAR_EL3 for faults that are taken to EL3 as GPC exceptions (§4 routing):
@@ -330,7 +343,8 @@ class ProcessingElement:
             pe.gpc.invalidate_all()
 
     def _tlbi_range(self, name: str, xt: int) -> None:
-        self._el3_only(name)
+        if self.el != 3:
+            raise UndefinedInstruction(f"{name} at EL{self.el}")
         size_code = (xt >> 44) & 0xF
         size = RPA_SIZES.get(size_code)
         pa = (xt & ((1 << 40) - 1)) << 12

@@ -110,12 +110,17 @@ class Monitor:
     def handle_smc(self, pe: ProcessingElement) -> None:
         """The SMC exception vector: decode, dispatch, return (or switch worlds)."""
         self.smc_count += 1
-        caller = self.caller_state(pe)
+        sysregs = pe.sysregs
+        caller = _CALLER_CACHE.get(
+            (sysregs["SCR_EL3"] & _WORLD_BITS, (sysregs["SPSR_EL3"] >> 2) & 3))
+        if caller is None:
+            caller = self.caller_state(pe)
         fid = pe.x[0] & 0xFFFE_FFFF  # w0, SVE hint (bit 16) cleared
         tracer = self.tracer
         if tracer is not None:
             begin, args = tracer.now(), [hex(v) for v in pe.x[1:6]]
-        service = self.route(fid)
+        routes = self._routes
+        service = routes[fid] if fid in routes else self.route(fid)
         if service is None:
             results: Results = (smccc.SMC_UNKNOWN,)
         else:
@@ -128,8 +133,9 @@ class Monitor:
                 "results": [hex(v) for v in pe.x[1:4]]})
 
     def return_to_caller(self, pe: ProcessingElement, results: tuple[int, ...]) -> None:
+        x = pe.x
         for i, value in enumerate(results):
-            pe.x[i] = value & smccc.MASK64
+            x[i] = value & smccc.MASK64
         pe.eret()
 
     # ------------------------------------------------------------------ world switch

@@ -75,6 +75,10 @@ TRANSITION_POLICY: dict[SecurityState, dict[int, frozenset[int]]] = {
 }
 
 BITLOCK_BLOCK = 512 << 20
+_TARGETS = frozenset({Gpi.NON_SECURE, Gpi.SECURE, Gpi.REALM})
+_NONE: frozenset[int] = frozenset()
+# bound once: enum member access through the class is slow on Python 3.11
+_GPI_NS, _GPI_NO_ACCESS = Gpi.NON_SECURE, Gpi.NO_ACCESS
 _U64 = struct.Struct("<Q")  # one lock bit per 512 MB, as TF-A's default
 
 
@@ -98,6 +102,12 @@ class GptLib:
             raise ValueError("Root region too small for the GPT")  # guarded by PlatformConfig
         self._locks: dict[int, threading.Lock] = {}
         self._dram = [r for r in memory_map if r.kind is RegionKind.DRAM]
+        # Geometry as plain integers for the transition path (precomputed index arithmetic).
+        self._dram_ranges = [(r.base, r.end) for r in self._dram]
+        self._granule = g.granule_size
+        self._l0_shift, self._l0_mask = g.s, (g.l0_entries - 1 if g.s < g.t else 0)
+        self._l1_shift, self._l1_mask = g.p + 4, g.l1_entries - 1
+        self._rpa_granule = rpa_operand(0, g.granule_size)  # TLBI RPALOS size field
         self.transitions = 0
         self.tracer: Tracer | None = None
         # Called after every completed transition with (pe, pa, old GPI, new GPI): observers
@@ -204,14 +214,17 @@ class GptLib:
 
     def validate(self, pa: int, target_gpi: int) -> int:
         """Precondition checks done before taking the lock; 0 or -EINVAL."""
-        g = self.geometry
-        if pa % g.granule_size or pa < 0:
+        size = self._granule
+        if pa % size or pa < 0:
             return -errno.EINVAL
-        if pa >> g.t:
+        if pa >> self.geometry.t:
             return -errno.EINVAL
-        if not self.is_dram(pa, g.granule_size):
+        for base, end in self._dram_ranges:
+            if base <= pa and pa + size <= end:
+                break
+        else:
             return -errno.EINVAL  # MMIO, holes and Root/firmware carve-outs' edges
-        if target_gpi not in (Gpi.NON_SECURE, Gpi.SECURE, Gpi.REALM):
+        if target_gpi not in _TARGETS:
             return -errno.EINVAL
         return 0
 
@@ -228,13 +241,14 @@ class GptLib:
         rc = self.validate(pa, target_gpi)
         if rc:
             return rc
-        with self._lock(pa):
+        lock = self._locks.get(pa // BITLOCK_BLOCK) or self._lock(pa)
+        with lock:
             entry_pa, current = self._locate(pe, pa)
-            if not self.allowed(caller, current, target_gpi):
+            if target_gpi not in TRANSITION_POLICY[caller].get(current, _NONE):
                 return -errno.EPERM
             if entry_pa is None:  # L0 block or contiguous descriptor: make a granule entry
                 entry_pa = self._granule_entry(pe, pa)
-            if target_gpi == Gpi.NON_SECURE:
+            if target_gpi == _GPI_NS:
                 self._undelegate(pe, entry_pa, pa, current, target_gpi)
             else:
                 self._delegate(pe, entry_pa, pa, current, target_gpi)
@@ -262,18 +276,19 @@ class GptLib:
     def _locate(self, pe: ProcessingElement, pa: int) -> tuple[int | None, int]:
         """(PA of the L1 granules descriptor holding ``pa``'s GPI, or None when the GPI
         comes from an L0 block or a contiguous descriptor; the current GPI). Read only."""
-        g = self.geometry
-        l0 = self._rd(self.l0_entry_pa(pa))
+        buf, base = self._root_buf, self.root.base
+        l0 = _U64.unpack_from(buf, self.l0_base + 8 * ((pa >> self._l0_shift) & self._l0_mask)
+                              - base)[0]
         kind = l0 & 0xF
         if kind == L0_TYPE_BLOCK:
             return None, (l0 >> 4) & 0xF
         if kind != L0_TYPE_TABLE:
             raise GptDescriptorError(f"invalid L0 descriptor {l0:#x}")
-        entry_pa = (l0 & L0_TABLE_ADDR_MASK) + 8 * g.l1_index(pa)
-        desc = self._rd(entry_pa)
+        entry_pa = (l0 & L0_TABLE_ADDR_MASK) + 8 * ((pa >> self._l1_shift) & self._l1_mask)
+        desc = _U64.unpack_from(buf, entry_pa - base)[0]
         if desc & 0xF == L1_CONTIG_TYPE:
             return None, (desc >> 4) & 0xF
-        return entry_pa, (desc >> (4 * g.gpi_index(pa))) & 0xF
+        return entry_pa, (desc >> (4 * ((pa >> self.geometry.p) & 0xF))) & 0xF
 
     def read_gpi(self, pe: ProcessingElement, pa: int) -> int:
         """The GPI the tables hold for ``pa`` (a software walk by EL3, Root-state reads)."""
@@ -318,11 +333,12 @@ class GptLib:
         pe.dsb("OSH")
 
     def _write_gpi(self, pe: ProcessingElement, entry_pa: int, pa: int, gpi: int) -> None:
-        shift = 4 * self.geometry.gpi_index(pa)
-        desc = self._rd(entry_pa)
-        self._wr(entry_pa, (desc & ~(0xF << shift)) | (gpi << shift))
+        shift = 4 * ((pa >> self.geometry.p) & 0xF)
+        buf, off = self._root_buf, entry_pa - self.root.base
+        desc = _U64.unpack_from(buf, off)[0]
+        _U64.pack_into(buf, off, (desc & ~(0xF << shift)) | (gpi << shift))
         pe.dsb("OSHST")
-        pe.tlbi_rpalos(rpa_operand(pa, self.geometry.granule_size))
+        pe.tlbi_rpalos((pa >> 12) | self._rpa_granule)
         pe.dsb("OSH")
 
     def _delegate(
@@ -338,7 +354,7 @@ class GptLib:
     ) -> None:
         """Realm/Secure -> NS: No-access first (old owner loses access), CMOs in both PAS,
         then the target GPI."""
-        self._write_gpi(pe, entry_pa, pa, Gpi.NO_ACCESS)
+        self._write_gpi(pe, entry_pa, pa, _GPI_NO_ACCESS)
         pe.dc_cipapa(pa, GPI_PAS[current])
         pe.dc_cipapa(pa, GPI_PAS[target])
         self._write_gpi(pe, entry_pa, pa, target)

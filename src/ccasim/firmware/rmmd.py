@@ -29,7 +29,9 @@ from .errors import ERmm, ERmmBoot, gpt_errno_to_rmm
 RMM_EL3_IFC_VERSION = (0 << 16) | 3  # interface 0.3 (TF-RMM rmm-spec-v1.0-rel0)
 SCR_REALM = SCR_BASE | scr_for(SecurityState.REALM)
 SCR_NON_SECURE = SCR_BASE | scr_for(SecurityState.NON_SECURE)
-MASK64 = (1 << 64) - 1
+# Enum members bound once: member access through the class is slow on Python 3.11.
+_NS, _REALM = SecurityState.NON_SECURE, SecurityState.REALM
+_GPI_NS, _GPI_REALM = Gpi.NON_SECURE, Gpi.REALM
 
 
 class RealmManagementMonitor(Protocol):
@@ -95,7 +97,7 @@ class Rmmd:
 
     # ------------------------------------------------------------------ RMI
     def forward_rmi(self, pe: ProcessingElement, caller: SecurityState, fid: int) -> Results:
-        if caller is not SecurityState.NON_SECURE or not self._ready:
+        if caller is not _NS or not self._ready:
             return (smccc.SMC_UNKNOWN,)
         index = pe.index
         if self._in_rmi.get(index):
@@ -103,10 +105,10 @@ class Rmmd:
         monitor = self.monitor
         contexts = monitor.contexts[index]
         # Save the Normal world's registers, enter the RMM at R-EL2 with x0..x7 forwarded.
-        ns = contexts[SecurityState.NON_SECURE]
+        ns = contexts[_NS]
         ns.x = pe.x
         ns.spsr = pe.sysregs["SPSR_EL3"]
-        realm = contexts[SecurityState.REALM]
+        realm = contexts[_REALM]
         pe.x = pe.x[:8] + realm.x[8:]
         realm.spsr = pe.sysregs["SPSR_EL3"] = SPSR_EL2H
         pe.set_scr(SCR_REALM)
@@ -134,14 +136,15 @@ class Rmmd:
         if not self._in_rmi.get(index):
             return (smccc.SMC_UNKNOWN,)
         contexts = self.monitor.contexts[index]
-        realm = contexts[SecurityState.REALM]
-        ns = contexts[SecurityState.NON_SECURE]
+        realm = contexts[_REALM]
+        ns = contexts[_NS]
         x = pe.x
         realm.x = x
         realm.spsr = pe.sysregs["SPSR_EL3"]
         # The RMM's x1..x5 become the Normal world's x0..x4 (REL0: five result registers);
         # x5 and above keep the Normal world's values (SMCCC: no result, preserved).
-        pe.x = [v & MASK64 for v in x[1:6]] + ns.x[5:]
+        # (Register values are 64-bit: every writer of a register file masks.)
+        pe.x = x[1:6] + ns.x[5:]
         pe.sysregs["SPSR_EL3"] = ns.spsr
         pe.set_scr(SCR_NON_SECURE)
         if self.monitor.tracer is not None:
@@ -152,7 +155,7 @@ class Rmmd:
 
     # ------------------------------------------------------------------ RMM -> EL3
     def rmm_el3_call(self, pe: ProcessingElement, caller: SecurityState, fid: int) -> Results:
-        if caller is not SecurityState.REALM:
+        if caller is not _REALM:
             return (smccc.SMC_UNKNOWN,)
         if fid == smccc.RMM_RMI_REQ_COMPLETE:
             return self._req_complete(pe)
@@ -168,9 +171,9 @@ class Rmmd:
         if fid == smccc.RMM_ATTEST_GET_PLAT_TOKEN:
             return self.get_plat_token(pe, pe.x[1], pe.x[2], pe.x[3])
         if fid == smccc.RMM_GTSI_DELEGATE:
-            return (smccc.to_u64(self.gtsi(pe, caller, pe.x[1], Gpi.REALM)),)
+            return (smccc.to_u64(self.gtsi(pe, caller, pe.x[1], _GPI_REALM)),)
         if fid == smccc.RMM_GTSI_UNDELEGATE:
-            return (smccc.to_u64(self.gtsi(pe, caller, pe.x[1], Gpi.NON_SECURE)),)
+            return (smccc.to_u64(self.gtsi(pe, caller, pe.x[1], _GPI_NS)),)
         return (smccc.SMC_UNKNOWN,)
 
     # ------------------------------------------------------------------ attestation
@@ -216,7 +219,8 @@ class Rmmd:
 
     def gtsi(self, pe: ProcessingElement, caller: SecurityState, pa: int, target: int) -> int:
         """One-granule GTSI transition; E_RMM_OK, BAD_ADDR or BAD_PAS."""
-        return int(gpt_errno_to_rmm(self.monitor.gpt.transition(pe, caller, pa, target)))
+        rc = self.monitor.gpt.transition(pe, caller, pa, target)
+        return 0 if rc == 0 else int(gpt_errno_to_rmm(rc))  # 0 is E_RMM_OK
 
 
 __all__ = ["RMM_EL3_IFC_VERSION", "ERmm", "ERmmBoot", "Rmmd"]

@@ -56,6 +56,9 @@ RD_LAYOUT = Layout(
 # The RD image as one struct: 14 words, the RPV and the five measurement slots.
 _RD_STRUCT = struct.Struct("<14Q144x64s192x" + "64s" * MEASUREMENT_SLOTS)
 assert _RD_STRUCT.size == RD_LAYOUT.size
+_RD_SIZE = RD_LAYOUT.size
+_RIM_OFFSET = RD_LAYOUT.offset("measurements")  # measurement slot 0
+_REALM_PAS = Pas.REALM  # bound once: enum member access is slow on Python 3.11
 
 
 @dataclass(slots=True)
@@ -96,7 +99,7 @@ class Realm:
     def load(cls, pe: ProcessingElement, pa: int) -> Realm:
         (state, rec_count, num_rec_aux, algo, s2sz, rtt_base, sl, num_start, vmid, flags,
          sve_vl, num_bps, num_wps, pmu, rpv, *meas) = _RD_STRUCT.unpack(
-            pe.read(pa, RD_LAYOUT.size, Pas.REALM))
+            pe.read(pa, _RD_SIZE, _REALM_PAS))
         return cls(
             pa, _REALM_STATES[state], rec_count, num_rec_aux, _HASH_ALGOS[algo], s2sz,
             rtt_base, sl - (1 << 64) if sl >> 63 else sl, num_start, vmid, flags, sve_vl,
@@ -128,7 +131,7 @@ class Realm:
 
     def store_rim(self, pe: ProcessingElement) -> None:
         """Write back only the RIM slot (the common case of a measured command)."""
-        pe.write(self.pa + RD_LAYOUT.offset("measurements"), self.measurements[0], Pas.REALM)
+        pe.write(self.pa + _RIM_OFFSET, self.measurements[0], _REALM_PAS)
 
 
 # REC flag bits (RMM-private)

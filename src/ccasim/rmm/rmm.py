@@ -102,7 +102,9 @@ class Rmm:
         # RMM_RMI_REQ_COMPLETE: x1..x5 = the command's x0..x4, x6..x8 = 0 (rmm-abi §2.1)
         x = pe.x
         x[0] = smccc.RMM_RMI_REQ_COMPLETE
-        x[1:9] = [v & smccc.MASK64 for v in results] + [0] * (8 - len(results))
+        for i, value in enumerate(results, start=1):
+            x[i] = value & smccc.MASK64
+        x[6] = x[7] = x[8] = 0
         pe.smc()
 
     # ------------------------------------------------------------------ REC execution
@@ -128,7 +130,11 @@ class Rmm:
     # ------------------------------------------------------------------ RMM -> EL3
     def el3_call(self, pe: ProcessingElement, fid: int, *args: int) -> int:
         """An SMC to EL3 that returns to the RMM (GTSI, attestation); returns x0."""
-        self._el3_call(pe, fid, *args)
+        x = pe.x
+        x[0] = fid
+        for i, value in enumerate(args, start=1):
+            x[i] = value & smccc.MASK64
+        pe.smc()
         return pe.x[0]
 
     @staticmethod

@@ -40,6 +40,9 @@ XN_10 = 0b10 << 53
 OA_MASK_48 = ((1 << 48) - 1) & ~0xFFF
 
 ATTRS_RAM = MEMATTR_NORMAL_WB_FWB | S2AP_RW | SH_IS | AF
+# Enum members used on hot paths, bound once: class-attribute access to an enum member is
+# several times slower than a global on Python 3.11 (EnumType.__getattr__).
+_REALM_PAS = Pas.REALM
 ATTRS_NS = NS_BIT | XN_10 | SH_IS | AF
 
 
@@ -70,6 +73,10 @@ class Rtte(enum.Enum):
     ASSIGNED_NS = "assigned_ns"
     TABLE = "table"
 
+    # Members are singletons compared by identity; hash them by identity too (Enum's
+    # default hashes the name in Python code, which the set lookups below would pay).
+    __hash__ = object.__hash__
+
     @property
     def is_unassigned(self) -> bool:
         return self in _UNASSIGNED
@@ -84,6 +91,9 @@ class Rtte(enum.Enum):
         return self in _ASSIGNED or self in (Rtte.ASSIGNED_NS, Rtte.TABLE)
 
 
+_TABLE, _ASSIGNED_RAM, _ASSIGNED_NS, _UNASSIGNED_NS = (
+    Rtte.TABLE, Rtte.ASSIGNED_RAM, Rtte.ASSIGNED_NS, Rtte.UNASSIGNED_NS)
+_RIPAS_RAM, _RIPAS_DESTROYED = Ripas.RAM, Ripas.DESTROYED
 _UNASSIGNED = frozenset({Rtte.UNASSIGNED_EMPTY, Rtte.UNASSIGNED_RAM, Rtte.UNASSIGNED_DESTROYED})
 _ASSIGNED = frozenset({Rtte.ASSIGNED_EMPTY, Rtte.ASSIGNED_RAM, Rtte.ASSIGNED_DESTROYED})
 UNASSIGNED_OF = {
@@ -125,9 +135,10 @@ def unassigned_ns() -> int:
 
 def assigned(ripas: Ripas, pa: int, level: int) -> int:
     """An ASSIGNED entry with the given RIPAS (valid only for RAM)."""
-    if ripas == Ripas.RAM:
-        return (pa & oa_mask(level)) | ATTRS_RAM | (0b11 if level == 3 else 0b01)
-    return (pa & oa_mask(level)) | (1 << HIPAS_SHIFT) | (int(ripas) << RIPAS_SHIFT)
+    oa = pa & OA_MASK_48 & -(1 << (39 - 9 * level))  # pa & oa_mask(level)
+    if ripas == _RIPAS_RAM:
+        return oa | ATTRS_RAM | (0b11 if level == 3 else 0b01)
+    return oa | (1 << HIPAS_SHIFT) | (int(ripas) << RIPAS_SHIFT)
 
 
 def assigned_ns(host_bits: int, level: int) -> int:
@@ -142,12 +153,12 @@ def table(pa: int) -> int:
 def classify(desc: int, level: int) -> Rtte:
     if desc & DESC_VALID:
         if level < 3 and desc & DESC_TABLE_OR_PAGE:
-            return Rtte.TABLE
-        return Rtte.ASSIGNED_NS if desc & NS_BIT else Rtte.ASSIGNED_RAM
+            return _TABLE
+        return _ASSIGNED_NS if desc & NS_BIT else _ASSIGNED_RAM
     if desc & NS_BIT:
-        return Rtte.UNASSIGNED_NS
+        return _UNASSIGNED_NS
     ripas = (desc & RIPAS_MASK) >> RIPAS_SHIFT
-    if ripas > Ripas.DESTROYED:
+    if ripas > _RIPAS_DESTROYED:
         raise ValueError(f"RTT entry {desc:#x} holds a reserved RIPAS")
     if (desc & HIPAS_MASK) >> HIPAS_SHIFT:
         return _ASSIGNED_BY_RIPAS[ripas]
@@ -259,20 +270,21 @@ def walk(pe: ProcessingElement, geometry: RttGeometry, ipa: int, target_level: i
     Reads are Realm-state loads of the RTT granules, checked by the GPC like any access.
     """
     level = geometry.start_level
-    shift = level_shift(level)
-    index = (ipa >> shift) & (ENTRIES * geometry.num_start - 1)
+    # level_shift(level) == 39 - 9 * level, written out on this hot path
+    index = (ipa >> (39 - 9 * level)) & (ENTRIES * geometry.num_start - 1)
     table_pa = geometry.rtt_base
+    read_u64 = pe.read_u64
     while True:
-        desc = pe.read_u64(table_pa + 8 * index, Pas.REALM)
+        desc = read_u64(table_pa + 8 * index, _REALM_PAS)
         # a table descriptor: valid (bit 0) with bit 1 set, below level 3
         if level >= target_level or level == 3 or desc & 0b11 != 0b11:
             if index >= ENTRIES:  # express the entry relative to its own granule
                 table_pa += (index // ENTRIES) * 4096
                 index %= ENTRIES
             return WalkResult(level, table_pa, index, desc)
-        table_pa = table_address(desc)
+        table_pa = desc & OA_MASK_48  # table_address(desc)
         level += 1
-        index = (ipa >> level_shift(level)) & (ENTRIES - 1)
+        index = (ipa >> (39 - 9 * level)) & (ENTRIES - 1)
 
 
 def read_table(pe: ProcessingElement, table_pa: int) -> list[int]:
@@ -281,7 +293,7 @@ def read_table(pe: ProcessingElement, table_pa: int) -> list[int]:
 
 
 def write_entry(pe: ProcessingElement, entry_pa: int, desc: int) -> None:
-    pe.write_u64(entry_pa, desc, Pas.REALM)
+    pe.write_u64(entry_pa, desc, _REALM_PAS)
 
 
 def write_table(pe: ProcessingElement, table_pa: int, descs: list[int]) -> None:

@@ -54,9 +54,13 @@ def dispatch(rmm: Rmm, pe: ProcessingElement, fid: int, args: Sequence[int]) -> 
         if CONDITION_LISTENERS:
             report_condition("RMI", command.name, err.label)
         results = (err.code, *err.outputs)
-    padded = results[:4] + (0,) * (4 - min(len(results), 4))
-    x4 = results[4] if command.results >= RESULT_REGS and len(results) > 4 else saved_x4
-    return (*padded, x4)
+    n = len(results)
+    if n > 4 and command.results >= RESULT_REGS:
+        return results[:5]
+    return (*(results + _PADDING[n])[:4], saved_x4)
+
+
+_PADDING = [(0,) * (4 - n) for n in range(5)] + [()] * 8
 
 
 # Register the command groups (import order does not matter).

@@ -17,6 +17,10 @@ from . import RMI_TABLE, RmiCommand
 if TYPE_CHECKING:
     from ..rmm import Rmm
 
+# Enum members bound once: member access through the class is slow on Python 3.11.
+_NS_PAS, _REALM_PAS = Pas.NON_SECURE, Pas.REALM
+_UNDELEGATED = GranuleState.UNDELEGATED
+
 Handler = Callable[["Rmm", ProcessingElement, Sequence[int]], tuple[int, ...]]
 
 
@@ -35,13 +39,12 @@ def command(fid: int, name: str, args: int, results: int) -> Callable[[Handler],
 def find(rmm: Rmm, conds: Conditions, prefix: str, pa: int, state: GranuleState) -> int:
     """Granule lookup with the three labelled checks ``<prefix>_align``, ``_bound``,
     ``_state`` (rmm-abi §3.2); returns the tracking index."""
-    tracker = rmm.tracker
-    idx = tracker.index(pa)
-    if idx is None or tracker.raw_state(idx) != state:
+    idx = rmm.tracker.find(pa, state)
+    if idx is None:
         # the failure path: find out which condition, in order
         if pa % GRANULE_SIZE:
             conds[f"{prefix}_align"].fail()
-        if idx is None:
+        if rmm.tracker.index(pa) is None:
             conds[f"{prefix}_bound"].fail()
         conds[f"{prefix}_state"].fail()
     return idx
@@ -62,10 +65,10 @@ def read_ns(
     idx = rmm.tracker.index(pa)
     if idx is None:
         conds[f"{prefix}_bound"].fail()
-    if rmm.tracker.raw_state(idx) != GranuleState.UNDELEGATED:
+    if rmm.tracker.raw_state(idx) != _UNDELEGATED:
         conds[f"{prefix}_pas"].fail()
     try:
-        return pe.read(pa, size, Pas.NON_SECURE)
+        return pe.read(pa, size, _NS_PAS)
     except ArchFault:
         conds[f"{prefix}_pas"].fail()
 
@@ -73,7 +76,7 @@ def read_ns(
 def write_ns(pe: ProcessingElement, pa: int, data: bytes) -> bool:
     """Write host memory from the RMM; False if the access faulted."""
     try:
-        pe.write(pa, data, Pas.NON_SECURE)
+        pe.write(pa, data, _NS_PAS)
     except ArchFault:
         return False
     return True
@@ -81,7 +84,7 @@ def write_ns(pe: ProcessingElement, pa: int, data: bytes) -> bool:
 
 def zero_granule(pe: ProcessingElement, pa: int) -> None:
     """Scrub a granule through the Realm PAS (checked like any RMM store)."""
-    pe.zero(pa, GRANULE_SIZE, Pas.REALM)
+    pe.zero(pa, GRANULE_SIZE, _REALM_PAS)
 
 
 def lock_two(

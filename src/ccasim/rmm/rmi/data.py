@@ -19,6 +19,12 @@ from .common import command, find, lock_two, zero_granule
 if TYPE_CHECKING:
     from ..rmm import Rmm
 
+# Enum members bound once: member access through the class is slow on Python 3.11.
+_NS_PAS, _REALM_PAS = Pas.NON_SECURE, Pas.REALM
+_DELEGATED, _RD, _DATA = GranuleState.DELEGATED, GranuleState.RD, GranuleState.DATA
+_UNDELEGATED, _NEW, _RAM = GranuleState.UNDELEGATED, RealmState.NEW, Ripas.RAM
+_SUCCESS = (RmiStatus.SUCCESS,)
+
 _LOCK = (
     ("alias", INPUT, "data and rd are the same granule"),
     ("data_align", INPUT, "data is not aligned"),
@@ -82,7 +88,7 @@ def _map(rmm: Rmm, data_idx: int, w: s2tt.WalkResult, desc: int, pe: ProcessingE
     idx = rmm.tracker.index(w.table_pa)
     assert idx is not None
     rmm.tracker.get(idx)
-    rmm.tracker.set_state(data_idx, GranuleState.DATA)
+    rmm.tracker.set_state(data_idx, _DATA)
 
 
 @command(0xC400_0153, "RMI_DATA_CREATE", 5, 1)
@@ -91,24 +97,22 @@ def rmi_data_create(rmm: Rmm, pe: ProcessingElement, args: Sequence[int]) -> tup
     rd, data, ipa, src, flags = args[0], args[1], args[2], args[3], args[4]
     if flags not in (0, 1):
         CREATE["flags"].fail()
-    find(rmm, CREATE, "src", src, GranuleState.UNDELEGATED)
-    data_idx, _ = lock_two(
-        rmm, CREATE, ("data", data, GranuleState.DELEGATED), ("rd", rd, GranuleState.RD)
-    )
+    find(rmm, CREATE, "src", src, _UNDELEGATED)
+    data_idx, _ = lock_two(rmm, CREATE, ("data", data, _DELEGATED), ("rd", rd, _RD))
     realm = Realm.load(pe, rd)
-    if realm.state != RealmState.NEW:
+    if realm.state != _NEW:
         CREATE["realm_state"].fail()
     w = _ipa_checks(pe, CREATE, realm, data, ipa)
     try:
-        content = pe.read(src, GRANULE_SIZE, Pas.NON_SECURE)
+        content = pe.read(src, GRANULE_SIZE, _NS_PAS)
     except ArchFault:
         zero_granule(pe, data)  # the granule stays DELEGATED and zero
         CREATE["src_pas"].fail()
-    pe.write(data, content, Pas.REALM)
+    pe.write(data, content, _REALM_PAS)
     realm.rim = measurement.extend_data(realm.hash_algo, realm.rim, ipa, flags, content)
     realm.store_rim(pe)
-    _map(rmm, data_idx, w, s2tt.assigned(Ripas.RAM, data, 3), pe)
-    return (RmiStatus.SUCCESS,)
+    _map(rmm, data_idx, w, s2tt.assigned(_RAM, data, 3), pe)
+    return _SUCCESS
 
 
 @command(0xC400_0154, "RMI_DATA_CREATE_UNKNOWN", 3, 1)
