@@ -157,8 +157,13 @@ class Rmmd:
     def rmm_el3_call(self, pe: ProcessingElement, caller: SecurityState, fid: int) -> Results:
         if caller is not _REALM:
             return (smccc.SMC_UNKNOWN,)
+        # the frequent calls first
         if fid == smccc.RMM_RMI_REQ_COMPLETE:
             return self._req_complete(pe)
+        if fid == smccc.RMM_GTSI_DELEGATE:
+            return (smccc.to_u64(self.gtsi(pe, caller, pe.x[1], _GPI_REALM)),)
+        if fid == smccc.RMM_GTSI_UNDELEGATE:
+            return (smccc.to_u64(self.gtsi(pe, caller, pe.x[1], _GPI_NS)),)
         if fid == smccc.RMM_BOOT_COMPLETE:
             if not self._booting:
                 return (smccc.SMC_UNKNOWN,)
@@ -170,10 +175,6 @@ class Rmmd:
             return self.get_realm_key(pe, pe.x[1], pe.x[2], pe.x[3])
         if fid == smccc.RMM_ATTEST_GET_PLAT_TOKEN:
             return self.get_plat_token(pe, pe.x[1], pe.x[2], pe.x[3])
-        if fid == smccc.RMM_GTSI_DELEGATE:
-            return (smccc.to_u64(self.gtsi(pe, caller, pe.x[1], _GPI_REALM)),)
-        if fid == smccc.RMM_GTSI_UNDELEGATE:
-            return (smccc.to_u64(self.gtsi(pe, caller, pe.x[1], _GPI_NS)),)
         return (smccc.SMC_UNKNOWN,)
 
     # ------------------------------------------------------------------ attestation
