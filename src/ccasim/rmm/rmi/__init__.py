@@ -34,6 +34,7 @@ class RmiCommand:
 
 RMI_TABLE: dict[int, RmiCommand] = {}
 RESULT_REGS = 5  # REL0: x0..x4
+_PADDING = [(0,) * (4 - n) for n in range(4)]  # zeros up to x3, by result count
 
 
 def dispatch(rmm: Rmm, pe: ProcessingElement, fid: int, args: Sequence[int]) -> tuple[int, ...]:
@@ -57,10 +58,9 @@ def dispatch(rmm: Rmm, pe: ProcessingElement, fid: int, args: Sequence[int]) -> 
     n = len(results)
     if n > 4 and command.results >= RESULT_REGS:
         return results[:5]
-    return (*(results + _PADDING[n])[:4], saved_x4)
-
-
-_PADDING = [(0,) * (4 - n) for n in range(5)] + [()] * 8
+    if n < 4:
+        results += _PADDING[n]
+    return (*results[:4], saved_x4)
 
 
 # Register the command groups (import order does not matter).
