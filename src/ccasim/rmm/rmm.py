@@ -83,7 +83,7 @@ class Rmm:
                 self.attestation_error = str(err)
         except BootError as err:
             status = err.status
-        self._el3_call(pe, smccc.RMM_BOOT_COMPLETE, smccc.to_u64(status))
+        self.el3_call(pe, smccc.RMM_BOOT_COMPLETE, smccc.to_u64(status))
 
     def warm_boot(self, pe: ProcessingElement) -> None:
         cpu_id = pe.x[0]
@@ -94,7 +94,7 @@ class Rmm:
             status = ERmmBoot.CPU_ID_OUT_OF_RANGE
         else:
             self.booted_cpus.add(cpu_id)
-        self._el3_call(pe, smccc.RMM_BOOT_COMPLETE, smccc.to_u64(status))
+        self.el3_call(pe, smccc.RMM_BOOT_COMPLETE, smccc.to_u64(status))
 
     def handle_rmi(self, pe: ProcessingElement) -> None:
         x = pe.x
@@ -129,17 +129,10 @@ class Rmm:
 
     # ------------------------------------------------------------------ RMM -> EL3
     def el3_call(self, pe: ProcessingElement, fid: int, *args: int) -> int:
-        """An SMC to EL3 that returns to the RMM (GTSI, attestation); returns x0."""
+        """An SMC to EL3 (boot completion, GTSI, attestation); returns x0 after it."""
         x = pe.x
         x[0] = fid
         for i, value in enumerate(args, start=1):
             x[i] = value & smccc.MASK64
         pe.smc()
         return pe.x[0]
-
-    @staticmethod
-    def _el3_call(pe: ProcessingElement, fid: int, *args: int) -> None:
-        pe.x[0] = fid
-        for i, value in enumerate(args, start=1):
-            pe.x[i] = value & smccc.MASK64
-        pe.smc()

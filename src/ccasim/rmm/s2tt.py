@@ -40,10 +40,10 @@ XN_10 = 0b10 << 53
 OA_MASK_48 = ((1 << 48) - 1) & ~0xFFF
 
 ATTRS_RAM = MEMATTR_NORMAL_WB_FWB | S2AP_RW | SH_IS | AF
+ATTRS_NS = NS_BIT | XN_10 | SH_IS | AF
 # Enum members used on hot paths, bound once: class-attribute access to an enum member is
 # several times slower than a global on Python 3.11 (EnumType.__getattr__).
 _REALM_PAS = Pas.REALM
-ATTRS_NS = NS_BIT | XN_10 | SH_IS | AF
 
 
 class Ripas(enum.IntEnum):
