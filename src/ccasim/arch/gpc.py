@@ -68,11 +68,7 @@ class GranuleProtectionChecker:
         )
         self.l0_base = gptbr_decode(gptbr_value)
         self._shift = self.geometry.p if self.geometry else 12
-        g = self.geometry
-        if g is not None:  # precomputed index arithmetic for the walk
-            self._l0_shift, self._l0_mask = g.s, g.l0_entries - 1
-            self._l1_shift, self._l1_mask = g.p + 4, g.l1_entries - 1
-            self._l1_size = g.l1_table_size
+        self._l1_size = self.geometry.l1_table_size if self.geometry else 0
 
     # ------------------------------------------------------------------ maintenance
     def invalidate_all(self) -> None:
@@ -168,7 +164,7 @@ class GranuleProtectionChecker:
             raise GptAddressSizeFault(pa, pas, state, access, 0)
         if self.l0_base >> geometry.t:
             raise GptAddressSizeFault(pa, pas, state, access, 0)
-        l0_index = (pa >> self._l0_shift) & self._l0_mask if geometry.s < geometry.t else 0
+        l0_index = (pa >> geometry.s) & geometry.l0_mask
         try:
             raw = self.memory.read_u64(self.l0_base + 8 * l0_index)
         except ExternalAbort:
@@ -187,7 +183,8 @@ class GranuleProtectionChecker:
         if l1_base >> geometry.t or l1_base % self._l1_size:
             raise GptWalkFault(pa, pas, state, access, 0)
         try:
-            desc = self.memory.read_u64(l1_base + 8 * ((pa >> self._l1_shift) & self._l1_mask))
+            desc = self.memory.read_u64(
+                l1_base + 8 * ((pa >> geometry.l1_shift) & geometry.l1_mask))
         except ExternalAbort:
             raise GptExternalAbort(pa, pas, state, access, 1) from None
         if desc & 0xF == L1_CONTIG_TYPE:

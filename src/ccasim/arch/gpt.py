@@ -9,7 +9,7 @@ firmware (:mod:`ccasim.firmware.gpt_lib`).
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 # --------------------------------------------------------------------------------------
 # GPI encodings (rme-hardware §2)
@@ -130,11 +130,22 @@ class GptGeometry:
     """P (granule bits), S (bits covered by one L0 entry), T (protected PA bits).
 
     L0 index = PA[T-1:S]; L1 index = PA[S-1:P+4]; GPI index = PA[P+3:P] (rme-hardware §2).
+    The shifts and masks are also kept as plain integers (``l0_mask``, ``l1_shift``,
+    ``l1_mask``) for the walks on hot paths: index = (PA >> shift) & mask.
     """
 
     p: int
     s: int
     t: int
+    l0_mask: int = field(init=False, repr=False, compare=False)
+    l1_shift: int = field(init=False, repr=False, compare=False)
+    l1_mask: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # l0_entries is 1 when S >= T (a single L0 entry): the mask is then 0
+        object.__setattr__(self, "l0_mask", self.l0_entries - 1)
+        object.__setattr__(self, "l1_shift", self.p + 4)
+        object.__setattr__(self, "l1_mask", self.l1_entries - 1)
 
     @classmethod
     def from_gpccr(cls, gpccr: Gpccr) -> GptGeometry:
@@ -166,12 +177,10 @@ class GptGeometry:
         return self.l1_entries * 8
 
     def l0_index(self, pa: int) -> int:
-        if self.s >= self.t:
-            return 0
-        return (pa >> self.s) & (self.l0_entries - 1)
+        return (pa >> self.s) & self.l0_mask
 
     def l1_index(self, pa: int) -> int:
-        return (pa >> (self.p + 4)) & (self.l1_entries - 1)
+        return (pa >> self.l1_shift) & self.l1_mask
 
     def gpi_index(self, pa: int) -> int:
         return (pa >> self.p) & 0xF

@@ -101,12 +101,7 @@ class GptLib:
         if self.l1_pool + self.l1_slots * g.l1_table_size > self.root.end:
             raise ValueError("Root region too small for the GPT")  # guarded by PlatformConfig
         self._locks: dict[int, threading.Lock] = {}
-        self._dram = [r for r in memory_map if r.kind is RegionKind.DRAM]
-        # Geometry as plain integers for the transition path (precomputed index arithmetic).
-        self._dram_ranges = [(r.base, r.end) for r in self._dram]
-        self._granule = g.granule_size
-        self._l0_shift, self._l0_mask = g.s, (g.l0_entries - 1 if g.s < g.t else 0)
-        self._l1_shift, self._l1_mask = g.p + 4, g.l1_entries - 1
+        self._dram_ranges = [(r.base, r.end) for r in memory_map if r.kind is RegionKind.DRAM]
         self._rpa_granule = rpa_operand(0, g.granule_size)  # TLBI RPALOS size field
         self.transitions = 0
         self.tracer: Tracer | None = None
@@ -138,10 +133,6 @@ class GptLib:
 
     def l0_entry_pa(self, pa: int) -> int:
         return self.l0_base + 8 * self.geometry.l0_index(pa)
-
-    def is_dram(self, pa: int, size: int) -> bool:
-        region = self.memory_map.find(pa)
-        return region is not None and region.kind is RegionKind.DRAM and region.contains(pa, size)
 
     # ------------------------------------------------------------------ cold boot
     def build(self, pe: ProcessingElement) -> None:
@@ -214,7 +205,7 @@ class GptLib:
 
     def validate(self, pa: int, target_gpi: int) -> int:
         """Precondition checks done before taking the lock; 0 or -EINVAL."""
-        size = self._granule
+        size = 1 << self.geometry.p
         if pa % size or pa < 0:
             return -errno.EINVAL
         if pa >> self.geometry.t:
@@ -229,7 +220,7 @@ class GptLib:
         return 0
 
     def allowed(self, caller: SecurityState, current: int, target: int) -> bool:
-        return target in TRANSITION_POLICY[caller].get(current, frozenset())
+        return target in TRANSITION_POLICY[caller].get(current, _NONE)
 
     def transition(
         self, pe: ProcessingElement, caller: SecurityState, pa: int, target_gpi: int
@@ -244,7 +235,7 @@ class GptLib:
         lock = self._locks.get(pa // BITLOCK_BLOCK) or self._lock(pa)
         with lock:
             entry_pa, current = self._locate(pe, pa)
-            if target_gpi not in TRANSITION_POLICY[caller].get(current, _NONE):
+            if not self.allowed(caller, current, target_gpi):
                 return -errno.EPERM
             if entry_pa is None:  # L0 block or contiguous descriptor: make a granule entry
                 entry_pa = self._granule_entry(pe, pa)
@@ -276,19 +267,19 @@ class GptLib:
     def _locate(self, pe: ProcessingElement, pa: int) -> tuple[int | None, int]:
         """(PA of the L1 granules descriptor holding ``pa``'s GPI, or None when the GPI
         comes from an L0 block or a contiguous descriptor; the current GPI). Read only."""
+        g = self.geometry
         buf, base = self._root_buf, self.root.base
-        l0 = _U64.unpack_from(buf, self.l0_base + 8 * ((pa >> self._l0_shift) & self._l0_mask)
-                              - base)[0]
+        l0 = _U64.unpack_from(buf, self.l0_base + 8 * ((pa >> g.s) & g.l0_mask) - base)[0]
         kind = l0 & 0xF
         if kind == L0_TYPE_BLOCK:
             return None, (l0 >> 4) & 0xF
         if kind != L0_TYPE_TABLE:
             raise GptDescriptorError(f"invalid L0 descriptor {l0:#x}")
-        entry_pa = (l0 & L0_TABLE_ADDR_MASK) + 8 * ((pa >> self._l1_shift) & self._l1_mask)
+        entry_pa = (l0 & L0_TABLE_ADDR_MASK) + 8 * ((pa >> g.l1_shift) & g.l1_mask)
         desc = _U64.unpack_from(buf, entry_pa - base)[0]
         if desc & 0xF == L1_CONTIG_TYPE:
             return None, (desc >> 4) & 0xF
-        return entry_pa, (desc >> (4 * ((pa >> self.geometry.p) & 0xF))) & 0xF
+        return entry_pa, (desc >> (4 * ((pa >> g.p) & 0xF))) & 0xF
 
     def read_gpi(self, pe: ProcessingElement, pa: int) -> int:
         """The GPI the tables hold for ``pa`` (a software walk by EL3, Root-state reads)."""

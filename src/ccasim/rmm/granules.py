@@ -62,11 +62,7 @@ class GranuleTracker:
 
     def find(self, pa: int, state: GranuleState) -> int | None:
         """Lookup used by every command: aligned, tracked and in ``state`` (rmm-abi §3.2)."""
-        base, end, first = self._bank_index[0]  # index() inlined for the first bank
-        if base <= pa < end and not pa & (GRANULE_SIZE - 1):
-            idx: int | None = first + ((pa - base) >> GRANULE_SHIFT)
-        else:
-            idx = self.index(pa)
+        idx = self.index(pa)
         if idx is None or (self._desc[idx] >> _STATE_SHIFT) & 0x1F != state:
             return None
         return idx
